@@ -1,0 +1,133 @@
+"""Typed schema of the settings forgetlab itself reads, checked right after Hydra composes the config.
+
+Components built by `_target_` (model, tasks, trainer, loggers) are checked by their own constructors;
+this schema covers the rest, so a typo or an unknown choice fails before any training with a message
+naming the key and the allowed values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from transformers import SchedulerType
+
+
+class ConfigError(ValueError):
+    """A config value forgetlab cannot run with; the message names the key and what is allowed."""
+
+
+class DataKind(str, Enum):
+    single = "single"  # the target task only
+    multitask = "multitask"  # the target mixed with other tasks at FLAN-style rates
+    replay = "replay"  # the target plus a fraction of earlier (base) tasks' training data
+
+
+class ParamsKind(str, Enum):
+    all = "all"  # full fine-tuning
+
+
+class PenaltyKind(str, Enum):
+    none = "none"
+
+
+class MixingMode(str, Enum):
+    proportional = "proportional"
+    uniform = "uniform"
+    temperature = "temperature"
+
+
+@dataclass
+class DataConfig:
+    kind: DataKind = DataKind.single
+    # multitask: tasks mixed with the target (empty = the base tasks)
+    tasks: list[str] = field(default_factory=list)
+    mixing: MixingMode = MixingMode.proportional
+    cap: Optional[int] = None  # per-task example cap for proportional / temperature mixing
+    temperature: float = 1.0
+    # replay: fraction of each batch drawn from the base tasks' training data
+    replay_fraction: float = 0.2
+
+
+@dataclass
+class ParamsConfig:
+    kind: ParamsKind = ParamsKind.all
+
+
+@dataclass
+class PenaltyConfig:
+    kind: PenaltyKind = PenaltyKind.none
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4
+    batch_size: int = 32
+    steps: int = 300
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    scheduler: str = "constant_with_warmup"
+
+
+@dataclass
+class StrategyConfig:
+    name: str = "full"
+    data: DataConfig = field(default_factory=DataConfig)
+    params: ParamsConfig = field(default_factory=ParamsConfig)
+    penalty: PenaltyConfig = field(default_factory=PenaltyConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass
+class BaseStageConfig:
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    scheduler: str = "cosine"
+    seed: int = 0
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 256
+    every_n_steps: int = 25  # periodic validation during fine-tuning; 0 disables it
+    val_max_examples: Optional[int] = None
+    test_max_examples: Optional[int] = None
+
+
+SCHEMAS: dict[str, Any] = {
+    "strategy": StrategyConfig,
+    "base": BaseStageConfig,
+    "eval": EvalConfig,
+}
+
+
+def _check_scheduler(key: str, name: str) -> None:
+    allowed = [s.value for s in SchedulerType]
+    if name not in allowed:
+        raise ConfigError(f"{key}={name!r} is not a scheduler; allowed values: {allowed}")
+
+
+def validate(cfg: DictConfig) -> dict[str, Any]:
+    """Check the sections in SCHEMAS against their dataclasses; return them as typed objects."""
+    typed: dict[str, Any] = {}
+    for key, schema in SCHEMAS.items():
+        if key not in cfg:
+            raise ConfigError(f"config has no '{key}' section; compose it from conf/train.yaml")
+        try:
+            merged = OmegaConf.merge(OmegaConf.structured(schema), cfg[key])
+        except OmegaConfBaseException as err:
+            full_key = getattr(err, "full_key", None) or ""
+            msg = str(err).split("\n")[0]
+            raise ConfigError(f"{key}.{full_key}: {msg}" if full_key else f"{key}: {msg}") from None
+        typed[key] = OmegaConf.to_object(merged)
+    _check_scheduler("strategy.optim.scheduler", typed["strategy"].optim.scheduler)
+    _check_scheduler("base.scheduler", typed["base"].scheduler)
+    data = typed["strategy"].data
+    if not 0.0 <= data.replay_fraction < 1.0:
+        raise ConfigError(f"strategy.data.replay_fraction={data.replay_fraction} must be in [0, 1)")
+    return typed

@@ -1,0 +1,44 @@
+"""Any transformers model by hub id or local folder; seq2seq or causal is read from its own config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+from forgetlab.models.language_model import LanguageModel
+
+
+def load_pretrained(
+    name_or_path: str,
+    kind: str = "auto",
+    separator: str = "\n",
+    max_length: int = 256,
+    dtype: str = "float32",
+    name: str | None = None,
+) -> LanguageModel:
+    """Load model and tokenizer with `from_pretrained`; `kind='auto'` asks `config.is_encoder_decoder`."""
+    local = Path(name_or_path).expanduser()
+    source = str(local) if local.exists() else name_or_path
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except OSError as err:
+        raise FileNotFoundError(
+            f"model.name_or_path={name_or_path!r} is neither a local folder with a config.json nor a hub id "
+            f"available offline (HF_HUB_OFFLINE is respected). Original error: {err}"
+        ) from err
+    if kind == "auto":
+        kind = "seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal"
+    if kind not in ("seq2seq", "causal"):
+        raise ValueError(f"model.kind must be one of ['auto', 'seq2seq', 'causal'], got {kind!r}")
+    auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+    model = auto.from_pretrained(source, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    return LanguageModel(
+        model=model,
+        tokenizer=tokenizer,
+        kind=kind,
+        name=name or Path(name_or_path).name,
+        separator=separator if kind == "causal" else "",
+        max_length=max_length,
+    )

@@ -1,0 +1,162 @@
+"""One wrapper over seq2seq and decoder-only models, so the rest of forgetlab never asks which it has.
+
+It owns the only things that differ between the two: how a prompt/completion pair becomes inputs and
+labels, how a batch is padded, how per-token losses are read off the logits, and how greedy generation
+is called and decoded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+ModelKind = Literal["seq2seq", "causal"]
+IGNORE_INDEX = -100
+
+
+@dataclass
+class LanguageModel:
+    """A model, its tokenizer and its kind. `model` may be replaced by a peft wrapper."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    kind: ModelKind
+    name: str = "model"
+    separator: str = ""  # causal only: text placed between prompt and completion
+    max_length: int = 256
+
+    def __post_init__(self) -> None:
+        self._configure()
+
+    def replace_model(self, model: PreTrainedModel) -> None:
+        """Swap in new weights (a loaded checkpoint, a peft wrapper) and re-apply generation settings."""
+        self.model = model
+        self._configure()
+
+    def _configure(self) -> None:
+        if self.kind not in ("seq2seq", "causal"):
+            raise ValueError(f"model kind must be 'seq2seq' or 'causal', got {self.kind!r}")
+        tok = self.tokenizer
+        if tok.eos_token_id is None:
+            raise ValueError(f"tokenizer of {self.name!r} has no eos token; set one before training")
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        gen = self.model.generation_config
+        gen.pad_token_id = tok.pad_token_id
+        gen.eos_token_id = tok.eos_token_id
+        if self.kind == "seq2seq" and getattr(self.model.config, "decoder_start_token_id", None) is not None:
+            gen.decoder_start_token_id = self.model.config.decoder_start_token_id
+        self._sep_ids = self._ids(self.separator) if self.kind == "causal" else []
+
+    # ------------------------------------------------------------------ encoding
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def encode(self, prompt: str, completion: str) -> dict[str, list[int]]:
+        """Token ids and labels for one training example; loss falls on completion + eos only."""
+        eos = self.tokenizer.eos_token_id
+        prompt_ids = self._ids(prompt)
+        answer_ids = self._ids(completion) + [eos]
+        if self.kind == "seq2seq":
+            return {"input_ids": (prompt_ids + [eos])[-self.max_length :], "labels": answer_ids[: self.max_length]}
+        context = (prompt_ids + self._sep_ids)[-(self.max_length - len(answer_ids)) :]
+        ids = (context + answer_ids)[: self.max_length]
+        labels = ([IGNORE_INDEX] * len(context) + answer_ids)[: self.max_length]
+        return {"input_ids": ids, "labels": labels}
+
+    def encode_batch(self, batch: dict[str, list]) -> dict[str, list]:
+        """`datasets.Dataset.map(batched=True)` function over prompt/completion columns."""
+        out = [self.encode(p, c) for p, c in zip(batch["prompt"], batch["completion"])]
+        return {"input_ids": [o["input_ids"] for o in out], "labels": [o["labels"] for o in out]}
+
+    def collate(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        """Right-pad a list of encoded examples into tensors (labels padded with -100)."""
+        pad = self.tokenizer.pad_token_id
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        for i, f in enumerate(features):
+            ids[i, : len(f["input_ids"])] = torch.tensor(f["input_ids"])
+            mask[i, : len(f["input_ids"])] = 1
+        lwidth = max(len(f["labels"]) for f in features)
+        labels = torch.full((len(features), lwidth), IGNORE_INDEX, dtype=torch.long)
+        for i, f in enumerate(features):
+            labels[i, : len(f["labels"])] = torch.tensor(f["labels"])
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if "task_id" in features[0]:
+            batch["task_id"] = torch.tensor([f["task_id"] for f in features], dtype=torch.long)
+        return batch
+
+    # ------------------------------------------------------------------ loss
+    def token_losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example summed negative log-likelihood of the labels, and the number of label tokens."""
+        labels = batch["labels"]
+        if self.kind == "seq2seq":
+            decoder_input_ids = self._shift_right(labels)
+            out = self.model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                decoder_input_ids=decoder_input_ids,
+            )
+            logits, targets = out.logits, labels
+        else:
+            out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            logits, targets = out.logits[:, :-1], labels[:, 1:]
+        nll = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(),
+            targets.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="none",
+        ).view(targets.shape)
+        valid = targets != IGNORE_INDEX
+        return (nll * valid).sum(dim=1), valid.sum(dim=1)
+
+    def _shift_right(self, labels: torch.Tensor) -> torch.Tensor:
+        start = self.model.config.decoder_start_token_id
+        if start is None:
+            start = self.tokenizer.pad_token_id
+        shifted = labels.new_full(labels.shape, self.tokenizer.pad_token_id)
+        shifted[:, 1:] = labels[:, :-1]
+        shifted[:, 0] = start
+        shifted.masked_fill_(shifted == IGNORE_INDEX, self.tokenizer.pad_token_id)
+        return shifted
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        """Batched greedy decoding; returns the completions only, special tokens removed."""
+        tok = self.tokenizer
+        device = next(self.model.parameters()).device
+        if self.kind == "seq2seq":
+            enc = [self._ids(p) + [tok.eos_token_id] for p in prompts]
+            side = "right"
+        else:
+            enc = [(self._ids(p) + self._sep_ids)[-self.max_length :] for p in prompts]
+            side = "left"
+        width = max(len(e) for e in enc)
+        ids = torch.full((len(enc), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, e in enumerate(enc):
+            sl = slice(0, len(e)) if side == "right" else slice(width - len(e), width)
+            ids[i, sl] = torch.tensor(e)
+            mask[i, sl] = 1
+        out = self.model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+        )
+        if self.kind == "causal":
+            out = out[:, width:]
+        return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+
+    # ------------------------------------------------------------------ sizes
+    def parameter_counts(self) -> dict[str, int]:
+        total = sum(p.numel() for p in self.model.parameters())
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        return {"trainable_params": trainable, "total_params": total}

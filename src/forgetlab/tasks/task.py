@@ -1,0 +1,86 @@
+"""An instruction task: prompt/completion `datasets.Dataset` splits plus the metric that scores it."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+
+from datasets import Dataset
+
+from forgetlab.tasks.families import FAMILIES, TaskFamily
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class InstructionTask:
+    """Splits share no input; every row has `task`, `prompt`, `completion` and `key` (the raw input)."""
+
+    name: str
+    metric: str
+    splits: dict[str, Dataset]
+    max_answer_chars: int = 32
+    description: str = ""
+    templates: list[str] = field(default_factory=list)
+
+    def fingerprint(self, split: str) -> str:
+        """A content hash of one split, recorded so a rerun can tell whether its data changed."""
+        h = hashlib.sha256()
+        for row in self.splits[split]:
+            h.update(f"{row['prompt']}\x1f{row['completion']}\x1e".encode())
+        return h.hexdigest()[:16]
+
+
+def _draw_unique(family: TaskFamily, rng: random.Random, n: int) -> list:
+    """Draw `n` instances with distinct keys; fail clearly when the family has fewer distinct inputs."""
+    seen: dict[str, tuple] = {}
+    attempts = 0
+    while len(seen) < n:
+        attempts += 1
+        if attempts > 50 * n + 1000:
+            raise ValueError(
+                f"task {family.name!r} cannot produce {n} distinct inputs (got {len(seen)}); "
+                "lower tasks.sizes.train/validation/test"
+            )
+        key, fields, answer = family.sample(rng)
+        seen.setdefault(key, (key, fields, answer))
+    return list(seen.values())
+
+
+def build_builtin_task(
+    name: str,
+    sizes: dict[str, int],
+    seed: int,
+    templates: list[str] | None = None,
+) -> InstructionTask:
+    """Generate a built-in task deterministically from `seed`: same seed, same rows, in the same order."""
+    family = FAMILIES[name]
+    templates = list(templates or family.templates)
+    rng = random.Random(f"forgetlab/{name}/{seed}")
+    instances = _draw_unique(family, rng, sum(sizes[s] for s in SPLITS))
+    splits, start = {}, 0
+    for split in SPLITS:
+        rows = []
+        for key, fields, answer in instances[start : start + sizes[split]]:
+            template = rng.randrange(len(templates))
+            rows.append(
+                {
+                    "task": name,
+                    "prompt": templates[template].format(**fields),
+                    "completion": answer,
+                    "key": key,
+                    "template": template,
+                }
+            )
+        splits[split] = Dataset.from_list(rows)
+        start += sizes[split]
+    longest = max(len(r) for s in splits.values() for r in s["completion"])
+    return InstructionTask(
+        name=name,
+        metric=family.metric,
+        splits=splits,
+        max_answer_chars=longest + 4,
+        description=family.description,
+        templates=templates,
+    )

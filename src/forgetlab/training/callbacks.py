@@ -1,0 +1,45 @@
+"""Evaluation during training: every task's validation score and loss every N steps, so a report can
+draw forgetting over steps and not only before/after."""
+
+from __future__ import annotations
+
+import lightning as L
+
+from forgetlab.evaluation.scoring import score_tasks
+from forgetlab.tasks.task import InstructionTask
+
+
+class PeriodicEvaluation(L.Callback):
+    def __init__(self, tasks: dict[str, InstructionTask], every_n_steps: int, max_examples: int | None = None,
+                 batch_size: int = 256) -> None:
+        self.tasks, self.every = tasks, every_n_steps
+        self.max_examples, self.batch_size = max_examples, batch_size
+        self.history: list[dict] = []
+
+    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        step = trainer.global_step
+        if self.history and self.history[-1]["step"] == step:
+            return
+        scores = score_tasks(pl_module.lm, self.tasks, "validation", self.batch_size, self.max_examples)
+        self.history.append({"step": step, "scores": scores})
+        flat = {f"val/{t}/{k}": v[k] for t, v in scores.items() for k in ("score", "loss")}
+        for logger in trainer.loggers:
+            logger.log_metrics(flat, step=step)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.every > 0:
+            self._evaluate(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every > 0 and trainer.global_step % self.every == 0:
+            self._evaluate(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.every > 0:
+            self._evaluate(trainer, pl_module)
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict.get("history", []))

@@ -1,0 +1,50 @@
+"""Batches for training: tokenise a prompt/completion dataset once with `datasets.map`, then shuffle with
+a seeded generator so the order of examples is part of the experiment's seed."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import lightning as L
+import torch
+from datasets import Dataset
+from torch.utils.data import DataLoader
+
+
+class InstructionDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        train: Dataset,
+        encode_batch: Callable[[dict], dict],
+        collate: Callable[[list[dict]], dict],
+        batch_size: int,
+        seed: int,
+        task_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.raw_train = train
+        self.encode_batch = encode_batch
+        self.collate = collate
+        self.batch_size = batch_size
+        self.seed = seed
+        self.task_names = task_names or sorted(set(train["task"]))
+        self.train_data: Dataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_data is None:
+            index = {t: i for i, t in enumerate(self.task_names)}
+            data = self.raw_train.map(self.encode_batch, batched=True, load_from_cache_file=False)
+            data = data.map(lambda b: {"task_id": [index[t] for t in b["task"]]}, batched=True,
+                            load_from_cache_file=False)
+            self.train_data = data.select_columns(["input_ids", "labels", "task_id"])
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_data,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=len(self.train_data) >= self.batch_size,
+            generator=torch.Generator().manual_seed(self.seed),
+            collate_fn=self.collate,
+            num_workers=0,
+        )

@@ -1,0 +1,47 @@
+"""One function that trains a model on a dataset with Lightning: used by the base stage and by every
+fine-tuning run, so both follow the same loop, seeding and logging."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+from datasets import Dataset
+
+from forgetlab.models.language_model import LanguageModel
+from forgetlab.training.datamodule import InstructionDataModule
+from forgetlab.training.module import InstructionTuner
+
+
+def fit(
+    lm: LanguageModel,
+    train: Dataset,
+    trainer: L.Trainer,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    warmup_steps: int = 0,
+    weight_decay: float = 0.0,
+    scheduler: str = "constant_with_warmup",
+    penalty: Any = None,
+    ckpt_path: str | None = None,
+) -> dict[str, float]:
+    """Train `lm.model` in place for `trainer.max_steps` steps; return tokens seen and wall time."""
+    task_names = sorted(set(train["task"]))
+    data = InstructionDataModule(train, lm.encode_batch, lm.collate, batch_size, seed, task_names)
+    module = InstructionTuner(
+        lm, lr=lr, max_steps=trainer.max_steps, warmup_steps=warmup_steps, weight_decay=weight_decay,
+        scheduler=scheduler, penalty=penalty, task_names=task_names,
+    )
+    lm.model.train()  # from_pretrained returns eval mode; dropout must be live while training
+    L.seed_everything(seed, workers=True, verbose=False)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    wall = time.perf_counter() - start
+    return {
+        "tokens_seen": module.tokens_seen,
+        "train_wall_time_s": wall,
+        "tokens_per_s": module.tokens_seen / wall if wall > 0 else 0.0,
+        "steps": trainer.global_step,
+    }
