@@ -1,0 +1,53 @@
+"""The whole report in one call: collect runs, group them, write tables, plots and the HTML page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from forgetlab.report.aggregate import Group, group_runs
+from forgetlab.report.collect import Run, collect_runs
+from forgetlab.report.html import write_html
+from forgetlab.report.plots import write_plots
+from forgetlab.report.tables import write_csv, write_markdown
+
+
+@dataclass
+class Report:
+    out: Path
+    runs: list[Run]
+    groups: list[Group]
+    files: dict[str, Path] = field(default_factory=dict)   # markdown, csv, html and every plot
+
+    @property
+    def html(self) -> Path:
+        return self.files["html"]
+
+    @property
+    def plots(self) -> dict[str, Path]:
+        return {k: v for k, v in self.files.items() if k not in ("markdown", "csv", "html")}
+
+    @property
+    def problems(self) -> list[Run]:
+        return [r for r in self.runs if not r.ok]
+
+
+def default_out(paths: list[str | Path]) -> Path:
+    return Path(paths[0]) / "report"
+
+
+def build_report(paths: list[str | Path], out: str | Path | None = None) -> Report:
+    """Read every run below `paths` and write report.md, report.csv, report.html and PNGs into `out`."""
+    out = Path(out) if out is not None else default_out(paths)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = collect_runs(paths, exclude=[out])
+    groups = group_runs(runs)
+    plots = write_plots(groups, out)
+    sources = [str(p) for p in paths]
+    files = {
+        "markdown": write_markdown(out / "report.md", groups, runs, plots, sources),
+        "csv": write_csv(out / "report.csv", groups),
+        "html": write_html(out / "report.html", groups, runs, plots, sources),
+        **plots,
+    }
+    return Report(out=out, runs=runs, groups=groups, files=files)

@@ -1,0 +1,34 @@
+"""Optional upload of a report to Weights & Biases. The files on disk are the report; W&B is a copy, so
+any failure here (offline, no key, no network) is a warning and never an error."""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from pathlib import Path
+
+from forgetlab.utils.loggers import wandb_mode
+
+
+def log_report(out: Path, csv_path: Path, plots: dict[str, Path], project: str = "forgetlab") -> bool:
+    """Log the group table and every plot as one W&B run of job_type 'report'; True if it worked."""
+    try:
+        import wandb
+
+        mode = wandb_mode()
+        if mode == "disabled":
+            warnings.warn("W&B is disabled (WANDB_MODE=disabled): report not logged", stacklevel=2)
+            return False
+        with open(csv_path, newline="") as f:
+            header, *rows = list(csv.reader(f))
+        run = wandb.init(project=project, job_type="report", mode=mode, dir=str(out))
+        try:
+            payload = {"report/groups": wandb.Table(columns=header, data=rows)}
+            payload.update({f"report/{name}": wandb.Image(str(path)) for name, path in plots.items()})
+            run.log(payload)
+        finally:
+            run.finish()
+        return True
+    except Exception as err:  # noqa: BLE001 - W&B must never break a report
+        warnings.warn(f"could not log the report to W&B, continuing without it: {err}", stacklevel=2)
+        return False
