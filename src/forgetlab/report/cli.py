@@ -27,12 +27,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def groups_table(groups: list[Group]) -> Table:
-    table = Table(title="forgetting by group (mean ± std)")
-    for name in ("group", "n", "target gain", "mean forgetting", "mean loss increase", "trainable %"):
-        table.add_column(name, justify="left" if name == "group" else "right")
+    """A short terminal view: the full table is in report.md/html."""
+    table = Table(title="groups: mean ± std over runs")
+    table.add_column("group", no_wrap=True)
+    for name in ("n", "target gain", "forgetting", "loss increase"):
+        table.add_column(name, justify="right", no_wrap=True)
     for g in groups:
-        table.add_row(g.label, str(g.n), fmt_stat(g.stats["target_gain"]), fmt_stat(g.stats["mean_forgetting"]),
-                      fmt_stat(g.stats["mean_loss_increase"], 4), fmt_stat(g.stats["trainable_pct"]))
+        table.add_row(g.label, str(g.n), fmt_stat(g.stats["target_gain"], 1), fmt_stat(g.stats["mean_forgetting"], 1),
+                      fmt_stat(g.stats["mean_loss_increase"], 3))
     return table
 
 
@@ -40,12 +42,12 @@ def print_summary(report: Report, console: Console) -> None:
     if report.problems:
         console.print(f"[bold yellow]Failed / incomplete runs ({len(report.problems)}), not averaged:[/]")
         for run in report.problems:
-            console.print(f"  {run.display}: {run.reason}", markup=False, highlight=False)
+            console.print(f"  {run.display}: {run.reason}", markup=False, highlight=False, soft_wrap=True)
     if report.groups:
         console.print(groups_table(report.groups))
     else:
         console.print("[bold red]No completed runs: the report lists only problems.[/]")
-    console.print(f"Report: {report.html.resolve()}", markup=False, highlight=False)
+    console.print(f"Report: {report.html.resolve()}", markup=False, highlight=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from forgetlab.report.aggregate import Group
 from forgetlab.report.tables import all_tasks
@@ -152,6 +153,7 @@ def plot_forgetting_over_steps(groups: list[Group], path: Path) -> Path:
     axes[1].set_ylabel("target score (validation)")
     for ax in axes:
         ax.set_xlabel("training step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if drawn:
             ax.legend(fontsize=8)

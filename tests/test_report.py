@@ -1,0 +1,212 @@
+"""forgetlab-report: known numbers in hand-written fixtures give known tables; broken runs are listed apart;
+plots and the HTML page are written; a real tiny run renders."""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+
+from forgetlab.report import build_report
+from forgetlab.report.aggregate import group_runs, mean_std, run_curves
+from forgetlab.report.cli import main
+from forgetlab.report.collect import collect_runs
+from forgetlab.report.plots import PLOT_FILES, pareto_front
+from forgetlab.report.wandb_log import log_report
+
+FIXTURES = Path(__file__).parent / "fixtures" / "report"
+SQRT2 = math.sqrt(2)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def tree(tmp_path) -> Path:
+    """A writable copy of the fixture runs: two sweeps and one single run."""
+    dest = tmp_path / "outputs"
+    shutil.copytree(FIXTURES, dest)
+    return dest
+
+
+@pytest.fixture
+def report(tree, tmp_path):
+    return build_report([tree / "sweep_a", tree / "sweep_b", tree / "runs"], tmp_path / "out")
+
+
+def by_label(report):
+    return {g.label: g for g in report.groups}
+
+
+def test_mean_std_is_sample_std():
+    assert mean_std([10.0, 30.0]).std == pytest.approx(10 * SQRT2)
+    one = mean_std([5.0])
+    assert (one.mean, one.std, one.n) == (5.0, None, 1)
+    assert mean_std([None, "x"]).n == 0
+
+
+def test_groups_by_varying_override_across_sweeps(report):
+    groups = by_label(report)
+    assert list(groups) == ["strategy=full", "strategy=lora", "strategy=replay"]
+    full, lora, replay = groups["strategy=full"], groups["strategy=lora"], groups["strategy=replay"]
+    assert (full.n, lora.n, replay.n) == (2, 2, 1)
+
+    assert full.stats["mean_forgetting"].mean == pytest.approx(30.0)
+    assert full.stats["mean_forgetting"].std == pytest.approx(14.142135623730951)
+    assert full.stats["target_gain"].mean == pytest.approx(55.0)
+    assert full.stats["target_gain"].std == pytest.approx(5 * SQRT2)
+    assert full.stats["mean_loss_increase"].mean == pytest.approx(0.3)
+    assert full.stats["mean_loss_increase"].std == pytest.approx(0.1 * SQRT2)
+    assert full.task_forgetting["copy"].mean == pytest.approx(20.0)
+    assert full.task_forgetting["uppercase"].mean == pytest.approx(40.0)
+    assert full.task_forgetting["uppercase"].std == pytest.approx(10 * SQRT2)
+    assert full.stats["trainable_pct"].mean == pytest.approx(100.0)
+    assert full.stats["tokens_per_s"].mean == pytest.approx(2000.0)
+    assert full.stats["train_wall_time_s"].mean == pytest.approx(15.0)
+
+    # lora: seed 0 from sweep_a and seed 1 from sweep_b (the failed seed 1 in sweep_a is not averaged in)
+    assert lora.stats["mean_forgetting"].mean == pytest.approx(4.5)
+    assert lora.stats["mean_forgetting"].std == pytest.approx(1.5 * SQRT2)
+    assert lora.stats["target_gain"].mean == pytest.approx(42.0)
+    assert lora.stats["trainable_pct"].mean == pytest.approx(5.0)
+    assert {r.display for r in lora.runs} == {"sweep_a/strategy=lora,seed=0", "sweep_b/strategy=lora,seed=1"}
+
+    assert replay.stats["mean_forgetting"].mean == pytest.approx(2.0)
+    assert replay.stats["mean_forgetting"].std is None          # one run: no std
+    assert replay.stats["target_gain"].mean == pytest.approx(30.0)
+
+    assert full.before["copy"].mean == pytest.approx(95.0)
+    assert full.after["copy"].mean == pytest.approx(75.0)
+    assert full.after["reverse"].mean == pytest.approx(55.0)
+
+
+def test_csv_and_markdown_hold_the_numbers(report):
+    with open(report.files["csv"], newline="") as f:
+        rows = {row["group"]: row for row in csv.DictReader(f)}
+    assert set(rows) == {"strategy=full", "strategy=lora", "strategy=replay"}
+    full = rows["strategy=full"]
+    assert full["strategy"] == "full" and full["n"] == "2"
+    assert float(full["mean_forgetting_mean"]) == pytest.approx(30.0)
+    assert float(full["mean_forgetting_std"]) == pytest.approx(14.142135623730951)
+    assert float(full["forgetting_copy_mean"]) == pytest.approx(20.0)
+    assert float(full["target_gain_std"]) == pytest.approx(5 * SQRT2)
+    assert rows["strategy=replay"]["mean_forgetting_std"] == ""
+    assert rows["strategy=replay"]["n"] == "1"
+
+    md = report.files["markdown"].read_text()
+    assert "| strategy=full | full | 2 | 55.00 ± 7.07 | 30.00 ± 14.14 |" in md
+    assert "| strategy=replay | replay | 1 | 30.00 | 2.00 |" in md
+    assert "## Failed / incomplete runs" in md
+
+
+def test_broken_runs_are_listed_apart_and_never_averaged(report):
+    problems = {r.display: r for r in report.problems}
+    assert {d: r.status for d, r in problems.items()} == {
+        "sweep_a/strategy=lora,seed=1": "failed",
+        "sweep_a/strategy=replay,seed=0": "missing",
+        "sweep_b/strategy=replay,seed=1": "corrupted",
+        "sweep_b/strategy=replay,seed=2": "partial",
+        "sweep_b/orphan_run": "missing",
+    }
+    assert "lora rank must be positive" in problems["sweep_a/strategy=lora,seed=1"].reason
+    assert "missing metrics.json" in problems["sweep_a/strategy=replay,seed=0"].reason
+    assert "mean_forgetting" in problems["sweep_b/strategy=replay,seed=2"].reason
+    averaged = {r.display for g in report.groups for r in g.runs}
+    assert not averaged & set(problems)
+    for text in (report.files["markdown"].read_text(), report.files["html"].read_text()):
+        section = text.split("Failed / incomplete runs", 1)[1]
+        for display in problems:
+            assert display in section
+
+
+def test_plots_and_self_contained_html(report):
+    for name, filename in PLOT_FILES.items():
+        path = report.files[name]
+        assert path.name == filename and path.parent == report.out
+        assert path.stat().st_size > 1000 and path.read_bytes().startswith(PNG_MAGIC)
+    page = report.files["html"].read_text()
+    assert page.count('src="data:image/png;base64,') == len(PLOT_FILES)
+    assert "<table>" in page and "strategy=full" in page and "30.00 ± 14.14" in page
+    # reproduce commands: recorded by the run, else rebuilt from .hydra/overrides.yaml
+    assert "forgetlab strategy=replay seed=0 logger=csv" in page
+    assert "forgetlab strategy=full seed=1" in page
+
+
+def test_history_curves():
+    runs = {r.display: r for r in collect_runs([FIXTURES / "sweep_a"])}
+    curves = run_curves(runs["sweep_a/strategy=full,seed=0"])
+    assert curves["forgetting"] == {0: 0.0, 10: 10.0, 20: 20.0}
+    assert curves["target"] == {0: 0.0, 10: 25.0, 20: 50.0}
+    full = next(g for g in group_runs(list(runs.values())) if g.label == "strategy=full")
+    assert [(s, st.mean) for s, st in full.curves["forgetting"]] == [(0, 0.0), (10, 15.0), (20, 30.0)]
+    assert full.curves["forgetting"][-1][1].std == pytest.approx(10 * SQRT2)
+
+
+def test_groups_by_strategy_when_overrides_do_not_vary(tmp_path):
+    """Runs without .hydra (or with identical overrides) still never mix strategies; seeds alone -> one group."""
+    for name in ("strategy=full,seed=0", "strategy=full,seed=1", "strategy=lora,seed=0"):
+        (tmp_path / name).mkdir()
+        shutil.copy(FIXTURES / "sweep_a" / name / "metrics.json", tmp_path / name / "metrics.json")
+    groups = group_runs(collect_runs([tmp_path]))
+    assert [(g.label, g.n) for g in groups] == [("strategy=full", 2), ("strategy=lora", 1)]
+    seeds_only = group_runs([r for r in collect_runs([tmp_path]) if r.get("strategy") == "full"])
+    assert [(g.label, g.n) for g in seeds_only] == [("full", 2)]
+    assert seeds_only[0].stats["mean_forgetting"].mean == pytest.approx(30.0)
+
+
+def test_pareto_front():
+    points = [(10.0, 50.0), (5.0, 40.0), (20.0, 45.0), (30.0, 60.0)]
+    assert pareto_front(points) == [1, 0, 3]
+
+
+def test_cli_prints_summary_and_uses_default_out(tree, capsys):
+    assert main([str(tree / "sweep_a"), str(tree / "sweep_b")]) == 0
+    printed = capsys.readouterr().out
+    out = tree / "sweep_a" / "report"
+    assert str((out / "report.html").resolve()) in printed.replace("\n", "")
+    assert "strategy=full" in printed and "lora rank must be positive" in printed
+    # a second run does not take its own report folder for a run
+    assert main([str(tree / "sweep_a")]) == 0
+    assert "report" not in {r.display.split("/")[-1] for r in collect_runs([tree / "sweep_a"], [])}
+
+
+def test_cli_with_no_completed_runs(tree, tmp_path, capsys):
+    assert main([str(tree / "sweep_b" / "orphan_run"), "--out", str(tmp_path / "o")]) == 1
+    assert "missing metrics.json" in (tmp_path / "o" / "report.md").read_text()
+    assert "missing metrics.json" in capsys.readouterr().out
+
+
+def test_wandb_never_breaks_the_report(report, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    with pytest.warns(UserWarning, match="disabled"):
+        assert log_report(report.out, report.files["csv"], report.plots) is False
+    import wandb
+
+    def broken_init(*args, **kwargs):
+        raise RuntimeError("no network")
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setattr(wandb, "init", broken_init)
+    with pytest.warns(UserWarning, match="no network"):
+        assert log_report(report.out, report.files["csv"], report.plots) is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main([str(report.out.parent / "outputs" / "runs"), "--out", str(report.out), "--wandb"]) == 0
+
+
+def test_real_tiny_run_renders(tiny_run, cache_dir, tmp_path):
+    run_dir, metrics = tiny_run
+    report = build_report([run_dir.parent], tmp_path / "real_report")
+    ours = [r for r in report.runs if r.path == run_dir.resolve()]
+    assert len(ours) == 1 and ours[0].ok
+    group = next(g for g in report.groups if ours[0] in g.runs)
+    assert group.stats["mean_forgetting"].mean == pytest.approx(metrics["mean_forgetting"])
+    assert group.stats["target_gain"].mean == pytest.approx(metrics["target_gain"])
+    assert set(group.task_forgetting) == set(metrics["forgetting"])
+    assert group.curves["forgetting"], "history steps should give a forgetting curve"
+    assert not [r for r in report.problems if Path(cache_dir).resolve() in r.path.parents]
+    for name in PLOT_FILES:
+        assert report.files[name].stat().st_size > 1000
+    assert report.files["html"].read_text().count("data:image/png;base64,") == len(PLOT_FILES)
