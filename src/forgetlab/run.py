@@ -28,6 +28,7 @@ from forgetlab.training.recipes import build_training_data
 from forgetlab.utils.determinism import make_deterministic
 from forgetlab.utils.io import write_json
 from forgetlab.utils.loggers import build_loggers
+from forgetlab.utils.run_record import write_run_record
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
@@ -77,6 +78,7 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     lm: LanguageModel = instantiate(cfg.model.build)
     base = prepare_base(cfg, lm, suite, typed["base"])
     eval_tasks = suite.eval_tasks()
+    write_run_record(run_dir, cfg, suite, base)
 
     make_deterministic(cfg.seed, cfg.threads, cfg.deterministic)
     before = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
