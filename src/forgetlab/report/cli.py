@@ -19,6 +19,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Compare forgetting across runs: reads every metrics.json below PATH (run dirs, sweep dirs, "
                     "whole output trees), groups runs by the overrides that vary (seeds are averaged) and "
                     "writes report.md, report.csv, PNG plots and a self-contained report.html.",
+        epilog="Examples:\n  forgetlab-report outputs/sweeps/2024-05-01_10-00-00\n"
+               "  forgetlab-report outputs/sweeps/A outputs/sweeps/B outputs/runs --out reports/ab --wandb\n"
+               "Failed or incomplete runs are listed apart and never averaged. "
+               "Exit status 1 when no run completed.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="run directories or folders holding runs")
     parser.add_argument("--out", default=None, help="output folder (default: <first PATH>/report)")
