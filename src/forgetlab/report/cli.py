@@ -16,8 +16,8 @@ from forgetlab.report.tables import fmt_stat
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="forgetlab-report",
-        description="Compare forgetting across runs: reads every metrics.json below PATH (run dirs, sweep dirs, "
-                    "whole output trees), groups runs by the overrides that vary (seeds are averaged) and "
+        description="Compare forgetting across runs: reads every metrics.json below PATH (run dirs, sweep dirs,\n"
+                    "whole output trees), groups runs by the overrides that vary (seeds are averaged) and\n"
                     "writes report.md, report.csv, PNG plots and a self-contained report.html.",
         epilog="Examples:\n  forgetlab-report outputs/sweeps/2024-05-01_10-00-00\n"
                "  forgetlab-report outputs/sweeps/A outputs/sweeps/B outputs/runs --out reports/ab --wandb\n"
