@@ -10,7 +10,8 @@ from typing import Any
 
 import datasets
 import lightning as L
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
@@ -32,6 +33,17 @@ from forgetlab.utils.run_record import write_run_record
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
+
+
+def instantiate(node: Any, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, re-raising the component's own error (which names the bad key and the
+    allowed values) instead of Hydra's wrapper around it."""
+    try:
+        return hydra_instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if err.__cause__ is not None:
+            raise err.__cause__ from None
+        raise
 
 
 def trainer_factory(cfg: DictConfig):

@@ -1,0 +1,45 @@
+"""Shared test setup: offline hub and W&B, two torch threads, and a tiny experiment run once per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_module  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
+
+TINY = ["experiment=tiny"]
+
+
+def compose_config(overrides: list[str], output_dir: Path | None = None, cache_dir: Path | None = None) -> DictConfig:
+    """Compose conf/train.yaml like the CLI does, with the run directory pointed at `output_dir`."""
+    with initialize_config_module(config_module="forgetlab.conf", version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    with open_dict(cfg):
+        if output_dir is not None:
+            cfg.paths.output_dir = str(output_dir)
+        if cache_dir is not None:
+            cfg.paths.cache_dir = str(cache_dir)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One base-stage cache for the whole session, so the tiny base model is trained once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, cache_dir):
+    """A complete tiny experiment (tiny T5, 3 base tasks, 20 fine-tuning steps): (run_dir, metrics)."""
+    from forgetlab.run import run_experiment
+
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    metrics = run_experiment(compose_config(TINY, run_dir, cache_dir))
+    return run_dir, metrics

@@ -1,0 +1,101 @@
+"""A tiny experiment end to end: metrics.json is complete and consistent; the base stage is cached,
+shared and trained once under concurrency; failures are recorded, not lost."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+
+import pytest
+
+from forgetlab.train import run_and_record
+from tests.conftest import TINY, compose_config
+
+REQUIRED = [
+    "status", "before", "after", "forgetting", "loss_increase", "mean_forgetting", "mean_loss_increase",
+    "target_gain", "trainable_params", "total_params", "trainable_fraction", "tokens_seen", "timing", "history",
+]
+
+
+def test_metrics_json_is_complete_and_forgetting_is_before_minus_after(tiny_run):
+    run_dir, metrics = tiny_run
+    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    assert on_disk["status"] == "completed"
+    for key in REQUIRED:
+        assert key in on_disk, key
+    target = on_disk["target"]
+    assert set(on_disk["before"]) == {"copy", "uppercase", "sentiment", target}
+    for task, value in on_disk["forgetting"].items():
+        assert value == pytest.approx(on_disk["before"][task]["score"] - on_disk["after"][task]["score"])
+        assert on_disk["loss_increase"][task] == pytest.approx(
+            on_disk["after"][task]["loss"] - on_disk["before"][task]["loss"])
+    assert target not in on_disk["forgetting"]
+    assert on_disk["mean_forgetting"] == pytest.approx(sum(on_disk["forgetting"].values()) / 3)
+    assert on_disk["target_gain"] == pytest.approx(on_disk["after"][target]["score"] - on_disk["before"][target]["score"])
+    assert on_disk["trainable_params"] == on_disk["total_params"] > 900_000
+    assert on_disk["tokens_seen"] > 20 * 16 * 5  # 20 steps of 16 examples, several tokens each
+    assert on_disk["timing"]["tokens_per_s"] > 0
+    assert on_disk["mixture"]["sampled"] == {target: 1.0}
+    steps = [h["step"] for h in on_disk["history"]]
+    assert steps == [0, 10, 20]
+    # per-token losses are real model outputs: positive and finite
+    assert all(0 < s["loss"] < 20 for s in on_disk["before"].values())
+    assert (run_dir / "logs" / "metrics.csv").exists()
+
+
+def test_base_stage_is_cached_and_reused(tiny_run, tmp_path, cache_dir):
+    _, first = tiny_run
+    from forgetlab.run import run_experiment
+
+    again = run_experiment(compose_config(TINY + ["seed=1"], tmp_path, cache_dir))
+    assert again["base"]["cached"] is True
+    assert again["base"]["key"] == first["base"]["key"]
+    assert again["before"] == first["before"], "same base weights give the same starting scores"
+
+
+def _train_base_in_process(cache: str, out: str, queue) -> None:
+    from forgetlab.run import run_experiment
+
+    cfg = compose_config(TINY + ["base.steps=5", "strategy.optim.steps=2", "eval.every_n_steps=0"], out, cache)
+    queue.put(run_experiment(cfg)["base"])
+
+
+def test_two_jobs_starting_at_once_train_the_base_once(tmp_path):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_train_base_in_process, args=(str(tmp_path / "cache"), str(tmp_path / f"r{i}"), queue))
+             for i in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert sorted(r["cached"] for r in results) == [False, True]
+    assert results[0]["weights_sha256"] == results[1]["weights_sha256"]
+    assert len(list((tmp_path / "cache" / "base").glob("tiny_t5-*/base.json"))) == 1
+
+
+def test_nan_loss_fails_clearly_and_is_recorded(tmp_path, cache_dir):
+    cfg = compose_config(TINY + ["strategy.optim.lr=1e30", "eval.every_n_steps=0"], tmp_path, cache_dir)
+    with pytest.raises(FloatingPointError, match="training loss is (nan|inf)"):
+        run_and_record(cfg)
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["status"] == "failed" and "FloatingPointError" in record["error"]
+
+
+def test_cli_runs_and_writes_into_hydra_run_dir(tmp_path, cache_dir):
+    env = {**os.environ, "FORGETLAB_OUTPUTS": str(tmp_path)}
+    run_dir = tmp_path / "cli_run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "forgetlab.train", *TINY, "strategy.optim.steps=5", "eval.every_n_steps=0",
+         f"paths.cache_dir={cache_dir}", f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["steps"] == 5
+    assert (run_dir / ".hydra" / "config.yaml").exists()
+    assert "strategy.optim.steps=5" in (run_dir / ".hydra" / "overrides.yaml").read_text()
