@@ -41,8 +41,13 @@ def build_loggers(cfg: DictConfig | None) -> list[Logger]:
         is_wandb = "wandb" in str(spec.get("_target_", "")).lower()
         try:
             if is_wandb:
+                from forgetlab.utils import wandb_run
+
                 mode = wandb_mode()
-                if mode == "disabled":
+                if mode == "disabled" or wandb_run.start_failed():
+                    continue
+                if wandb_run.current() is not None:  # the run's own W&B run (utils/wandb_run.py)
+                    loggers.append(instantiate(spec, experiment=wandb_run.current()))
                     continue
                 loggers.append(instantiate(spec, offline=(mode == "offline")))
             else:
