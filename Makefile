@@ -21,8 +21,19 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(VENV)/bin/forgetlab
 
+# The main job: base stage (cached) + 5 strategy presets x 2 seeds (Hydra multirun), then the report.
+# Relaunching resumes (completed jobs are skipped). Another sweep: make demo DEMO_EXPERIMENT=lr_sweep
+DEMO_EXPERIMENT ?= compare_strategies
+DEMO_OUT ?= $(or $(FORGETLAB_OUTPUTS),outputs)
+DEMO_SWEEP := $(DEMO_OUT)/sweeps/$(DEMO_EXPERIMENT)
+
 demo: setup
-	$(VENV)/bin/forgetlab
+	@status=0; \
+	$(VENV)/bin/forgetlab -m experiment=$(DEMO_EXPERIMENT) paths.root=$(DEMO_OUT) || status=$$?; \
+	if [ $$status -ne 0 ]; then echo "some jobs failed: $(DEMO_SWEEP)/sweep_summary.json; reporting the rest"; fi; \
+	$(VENV)/bin/forgetlab-report $(DEMO_SWEEP) || status=$$?; \
+	echo "report: $(DEMO_SWEEP)/report/report.html (tables: report.md, report.csv; Pareto front: $(DEMO_SWEEP)/pareto_front.json)"; \
+	exit $$status
 
 test: setup
 	WANDB_MODE=disabled $(PY) -m pytest
