@@ -173,8 +173,8 @@ def finish(error: BaseException | None = None) -> None:
         if run is not None and error is not None:
             try:
                 run.summary.update({"status": "failed", "error": f"{type(error).__name__}: {error}"})
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception as err:  # noqa: BLE001
+                log.warning("could not mark the W&B run failed: %s", err)
         if run is not None or wandb.run is not None:
             wandb.finish(exit_code=1 if error is not None else 0)
     except Exception as err:  # noqa: BLE001 - closing W&B must never hide the run's own outcome
