@@ -28,10 +28,15 @@ class DataKind(str, Enum):
 
 class ParamsKind(str, Enum):
     all = "all"  # full fine-tuning
+    lora = "lora"  # low-rank adapters on `target_modules` (peft.LoraConfig)
+    ia3 = "ia3"  # learned rescaling of activations (peft.IA3Config)
+    prompt_tuning = "prompt_tuning"  # learned virtual input tokens; the model's weights stay frozen
 
 
 class PenaltyKind(str, Enum):
     none = "none"
+    l2sp = "l2sp"  # (alpha/2) * ||w - w0||^2 over the trainable weights (Li et al. 2018)
+    ewc = "ewc"  # (lam/2) * sum_i F_i (w_i - w0_i)^2, F = diagonal empirical Fisher on the base tasks
 
 
 class MixingMode(str, Enum):
@@ -54,12 +59,26 @@ class DataConfig:
 
 @dataclass
 class ParamsConfig:
+    """Which parameters train. `all` trains every weight; the others wrap the model with peft."""
+
     kind: ParamsKind = ParamsKind.all
+    # The peft config, built by Hydra: {_target_: peft.LoraConfig, r: 8, lora_alpha: 16, ...}.
+    # `task_type` is filled in from the model's kind; required unless kind=all.
+    peft: Any = None
+    # Modules peft wraps (LoRA, IA3). null = the default for the model's architecture
+    # (forgetlab.strategies.adapters.DEFAULT_TARGET_MODULES); a name that matches no module fails
+    # before training with the model's linear module names.
+    target_modules: Optional[list[str]] = None
 
 
 @dataclass
 class PenaltyConfig:
+    """A term added to the training loss that pulls the weights back toward where they started."""
+
     kind: PenaltyKind = PenaltyKind.none
+    alpha: float = 0.01  # l2sp: strength of (alpha/2) * ||w - w0||^2
+    lam: float = 100.0  # ewc: strength of (lam/2) * sum F_i (w_i - w0_i)^2; sweep on a log scale
+    fisher_examples: int = 128  # ewc: base-task training examples the diagonal Fisher is averaged over
 
 
 @dataclass
@@ -130,4 +149,31 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     data = typed["strategy"].data
     if not 0.0 <= data.replay_fraction < 1.0:
         raise ConfigError(f"strategy.data.replay_fraction={data.replay_fraction} must be in [0, 1)")
+    _check_params_and_penalty(typed["strategy"])
     return typed
+
+
+PEFT_CLASSES = {
+    ParamsKind.lora: "LoraConfig", ParamsKind.ia3: "IA3Config", ParamsKind.prompt_tuning: "PromptTuningConfig",
+}
+
+
+def _check_params_and_penalty(strategy: StrategyConfig) -> None:
+    params, penalty = strategy.params, strategy.penalty
+    if params.kind == ParamsKind.all:
+        if params.peft is not None:
+            raise ConfigError("strategy.params.peft is set but strategy.params.kind=all; allowed kinds with a "
+                              f"peft config: {[k.value for k in PEFT_CLASSES]}")
+    else:
+        expected = PEFT_CLASSES[params.kind]
+        target = params.peft.get("_target_") if isinstance(params.peft, dict) else None
+        if not target:
+            raise ConfigError(f"strategy.params.kind={params.kind.value} needs strategy.params.peft with "
+                              f"_target_: peft.{expected} (see conf/strategy/{params.kind.value}.yaml)")
+        if target.rsplit(".", 1)[-1] != expected:
+            raise ConfigError(f"strategy.params.peft._target_={target!r} does not match "
+                              f"strategy.params.kind={params.kind.value}; expected peft.{expected}")
+    if penalty.alpha < 0 or penalty.lam < 0:
+        raise ConfigError("strategy.penalty.alpha and strategy.penalty.lam must be >= 0")
+    if penalty.kind == PenaltyKind.ewc and penalty.fisher_examples < 1:
+        raise ConfigError(f"strategy.penalty.fisher_examples={penalty.fisher_examples} must be >= 1")

@@ -20,6 +20,8 @@ from forgetlab.config import validate
 from forgetlab.evaluation.forgetting import summarize_forgetting
 from forgetlab.evaluation.scoring import score_tasks
 from forgetlab.models.language_model import LanguageModel
+from forgetlab.strategies.builder import apply_strategy, check_strategy, save_final_model
+from forgetlab.strategies.weight_movement import snapshot_weights, weight_movement
 from forgetlab.tasks.suite import TaskSuite
 from forgetlab.training.base_stage import load_or_train_base
 from forgetlab.training.callbacks import PeriodicEvaluation
@@ -88,12 +90,15 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
 
     suite: TaskSuite = instantiate(cfg.tasks, _convert_="all")
     lm: LanguageModel = instantiate(cfg.model.build)
+    check_strategy(strategy, lm, suite)  # bad target modules etc. fail here, before any training
     base = prepare_base(cfg, lm, suite, typed["base"])
     eval_tasks = suite.eval_tasks()
     write_run_record(run_dir, cfg, suite, base)
 
     make_deterministic(cfg.seed, cfg.threads, cfg.deterministic)
     before = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
+    start = snapshot_weights(lm.model)
+    penalty = apply_strategy(strategy, lm, suite, cfg.seed)  # peft wraps lm.model; L2-SP/EWC anchor here
 
     optim = strategy.optim
     train, rates = build_training_data(strategy.data, suite, optim.steps * optim.batch_size, cfg.seed)
@@ -107,10 +112,11 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     stats = fit(
         lm, train, trainer, lr=optim.lr, batch_size=optim.batch_size, seed=cfg.seed,
         warmup_steps=optim.warmup_steps, weight_decay=optim.weight_decay, scheduler=optim.scheduler,
-        ckpt_path=str(resume) if resume.exists() else None,
+        penalty=penalty, ckpt_path=str(resume) if resume.exists() else None,
     )
 
     after = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
+    save_final_model(lm, run_dir, base["path"] + "/model" if base else cfg.model.build.get("name_or_path"))
     metrics = {
         "status": "completed",
         "run_name": cfg.run_name,
@@ -127,6 +133,7 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
         "mixture": {"configured": rates, "sampled": composition(train)},
         "base": None if base is None else {k: base[k] for k in ("key", "path", "weights_sha256", "cached")},
         "history": periodic.history,
+        "weight_movement": weight_movement(start, lm.model),
         # Wall-clock numbers describe the machine, not the experiment: the reproduce check ignores them.
         "timing": {"train_wall_time_s": stats["train_wall_time_s"], "tokens_per_s": stats["tokens_per_s"],
                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")},

@@ -105,7 +105,9 @@ class LanguageModel:
             logits, targets = out.logits, labels
         else:
             out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            logits, targets = out.logits[:, :-1], labels[:, 1:]
+            # prompt tuning (peft) prepends virtual tokens: keep the logits of the real positions only
+            logits = out.logits[:, -batch["input_ids"].size(1):]
+            logits, targets = logits[:, :-1], labels[:, 1:]
         nll = F.cross_entropy(
             logits.reshape(-1, logits.size(-1)).float(),
             targets.reshape(-1),

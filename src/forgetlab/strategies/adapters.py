@@ -1,0 +1,145 @@
+"""Which parameters train: peft configs built from YAML (`_target_: peft.LoraConfig` etc.) and applied to
+`lm.model` with `peft.get_peft_model`. Nothing here writes an adapter by hand.
+
+Target modules default per architecture (shared/REFERENCE.md; Biderman et al. 2024 for LoRA on all
+attention projections). A target name that matches no module fails before any training, listing the
+model's linear modules, instead of peft's error halfway into a run.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from peft import PeftModel, get_peft_model
+from transformers.pytorch_utils import Conv1D
+
+from forgetlab.config import ConfigError, ParamsConfig, ParamsKind
+from forgetlab.models.language_model import LanguageModel
+
+log = logging.getLogger(__name__)
+
+_LLAMA_ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
+_LLAMA_FAMILY = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "smollm3")
+
+# model_type -> modules wrapped when strategy.params.target_modules is null
+DEFAULT_TARGET_MODULES: dict[str, dict[str, list[str]]] = {
+    "lora": {
+        "t5": ["q", "k", "v", "o"],  # self- and cross-attention alike
+        "mt5": ["q", "k", "v", "o"],
+        "gpt2": ["c_attn", "attn.c_proj"],  # plain `c_proj` would also hit the MLP
+        **{m: _LLAMA_ATTN for m in _LLAMA_FAMILY},
+    },
+    "ia3": {  # peft's own IA3 defaults, written out so they show in the run's config story
+        "t5": ["k", "v", "wo"],
+        "mt5": ["k", "v", "wo"],
+        "gpt2": ["c_attn", "mlp.c_proj"],
+        **{m: ["k_proj", "v_proj", "down_proj"] for m in _LLAMA_FAMILY},
+    },
+}
+# IA3 scales the input of feed-forward modules and the output of the others
+IA3_FEEDFORWARD = {"wo", "mlp.c_proj", "down_proj"}
+
+TASK_TYPES = {"seq2seq": "SEQ_2_SEQ_LM", "causal": "CAUSAL_LM"}
+
+
+def linear_module_names(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """Every nn.Linear / GPT-2 Conv1D in `model`, by full name."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D))}
+
+
+def _matches(module_name: str, target: str) -> bool:
+    """peft's rule for a list entry: the full name, or its dotted suffix."""
+    return module_name == target or module_name.endswith("." + target)
+
+
+def _short_names(names: list[str]) -> list[str]:
+    """Names to suggest: the last one and last two components of each module name, deduplicated."""
+    out = set()
+    for n in names:
+        parts = n.split(".")
+        out.add(parts[-1])
+        if len(parts) > 1 and not parts[-2].isdigit():
+            out.add(".".join(parts[-2:]))
+    return sorted(out)
+
+
+def resolve_target_modules(params: ParamsConfig, lm: LanguageModel) -> list[str] | None:
+    """The target modules this run wraps; checked against the model's modules."""
+    if params.kind == ParamsKind.prompt_tuning:
+        if params.target_modules:
+            raise ConfigError("strategy.params.target_modules does not apply to prompt_tuning (it trains virtual "
+                              "input tokens, not modules); set it to null")
+        return None
+    model_type = getattr(lm.model.config, "model_type", "")
+    targets = params.target_modules
+    if targets is None:
+        targets = DEFAULT_TARGET_MODULES[params.kind.value].get(model_type)
+    linear = list(linear_module_names(lm.model))
+    if targets is None:
+        raise ConfigError(
+            f"strategy.params.target_modules: no default for model_type {model_type!r}; set it to some of the "
+            f"model's linear modules: {_short_names(linear)}")
+    all_modules = [n for n, _ in lm.model.named_modules()]
+    missing = [t for t in targets if not any(_matches(n, t) for n in all_modules)]
+    if missing:
+        raise ConfigError(
+            f"strategy.params.target_modules: {missing} match no module of {lm.name!r}; "
+            f"its linear modules are: {_short_names(linear)}")
+    return list(targets)
+
+
+def build_peft_config(params: ParamsConfig, lm: LanguageModel) -> Any:
+    """The peft config object for this run: the YAML node plus task type, targets and Conv1D layout."""
+    node = dict(params.peft)
+    extra: dict[str, Any] = {"task_type": TASK_TYPES[lm.kind]}
+    targets = resolve_target_modules(params, lm)
+    if targets is not None:
+        extra["target_modules"] = targets
+        linear = linear_module_names(lm.model)
+        conv1d = any(isinstance(m, Conv1D) and any(_matches(n, t) for t in targets) for n, m in linear.items())
+        if conv1d and "fan_in_fan_out" not in node:
+            extra["fan_in_fan_out"] = True  # GPT-2 stores its projections transposed (Conv1D)
+        if params.kind == ParamsKind.ia3 and "feedforward_modules" not in node:
+            extra["feedforward_modules"] = [t for t in targets if t in IA3_FEEDFORWARD]
+    try:
+        return instantiate(node, _convert_="all", **extra)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        raise ConfigError(f"strategy.params.peft: {type(cause).__name__}: {cause}") from None
+
+
+def apply_params(params: ParamsConfig, lm: LanguageModel) -> None:
+    """Wrap `lm.model` with peft (kind != all): only the adapter's parameters train from here on."""
+    if params.kind == ParamsKind.all:
+        return
+    config = build_peft_config(params, lm)
+    if params.kind == ParamsKind.prompt_tuning and lm.kind == "causal":
+        # virtual tokens take positions: keep prompt + answer + virtual tokens within the position table
+        limit = getattr(lm.model.config, "n_positions", None) or getattr(lm.model.config, "max_position_embeddings", None)
+        if limit is not None and lm.max_length + config.num_virtual_tokens > limit:
+            lm.max_length = limit - config.num_virtual_tokens
+            log.warning("prompt tuning: max_length lowered to %d to leave room for %d virtual tokens",
+                        lm.max_length, config.num_virtual_tokens)
+    lm.replace_model(get_peft_model(lm.model, config))
+    counts = lm.parameter_counts()
+    log.info("%s: %d of %d parameters train", params.kind.value, counts["trainable_params"], counts["total_params"])
+
+
+def is_peft(model: torch.nn.Module) -> bool:
+    return isinstance(model, PeftModel)
+
+
+def merged_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain transformers model this run amounts to: adapters merged into a copy (the run's model is
+    untouched). Prompt tuning has nothing to merge: its frozen base model is returned."""
+    if not is_peft(model):
+        return model
+    if model.peft_config[model.active_adapter].is_prompt_learning:
+        return model.get_base_model()
+    import copy
+
+    return copy.deepcopy(model).merge_and_unload()

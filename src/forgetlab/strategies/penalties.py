@@ -1,0 +1,90 @@
+"""Penalties added to the training loss, pulling the trainable weights back toward where they started.
+
+Both are plain callables `penalty(model) -> scalar tensor` (not nn.Modules, so they never enter a
+checkpoint), built from a snapshot of the starting weights taken before training:
+
+- L2-SP (Li et al. 2018): (alpha/2) * ||w - w0||^2
+- EWC (Kirkpatrick et al. 2017): (lam/2) * sum_i F_i (w_i - w0_i)^2, with F the diagonal empirical Fisher
+  (mean over examples of the squared gradient of the gold answer's log-likelihood) on the base tasks.
+"""
+
+from __future__ import annotations
+
+import torch
+from datasets import Dataset
+
+from forgetlab.models.language_model import LanguageModel
+
+
+def trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+class _Anchored:
+    """Weighted squared distance of the trainable weights to their starting values."""
+
+    def __init__(self, model: torch.nn.Module, strength: float, weights: dict[str, torch.Tensor] | None = None):
+        self.strength = strength
+        self.anchor = {n: p.detach().clone() for n, p in trainable(model).items()}
+        self.weights = weights  # per-parameter importance (EWC's Fisher); None = 1 everywhere
+
+    def _on(self, table: dict[str, torch.Tensor], name: str, like: torch.Tensor) -> torch.Tensor:
+        t = table[name]
+        if t.device != like.device or t.dtype != like.dtype:
+            t = table[name] = t.to(device=like.device, dtype=like.dtype)
+        return t
+
+    def __call__(self, model: torch.nn.Module) -> torch.Tensor:
+        params = trainable(model)
+        missing = set(self.anchor) - set(params)
+        if missing:
+            raise KeyError(f"penalty anchored on parameters the model no longer trains: {sorted(missing)[:5]}")
+        total = None
+        for name, p in params.items():
+            sq = (p - self._on(self.anchor, name, p)).pow(2)
+            if self.weights is not None:
+                sq = sq * self._on(self.weights, name, p)
+            term = sq.sum()
+            total = term if total is None else total + term
+        if total is None:
+            return torch.zeros(())
+        return 0.5 * self.strength * total
+
+
+class L2SP(_Anchored):
+    """(alpha/2) * ||w - w0||^2 over the trainable weights; w0 = the weights when this is built."""
+
+    def __init__(self, model: torch.nn.Module, alpha: float):
+        super().__init__(model, alpha)
+
+
+class EWC(_Anchored):
+    """(lam/2) * sum_i F_i (w_i - w*_i)^2; w* = the weights when this is built, F = `fisher`."""
+
+    def __init__(self, model: torch.nn.Module, lam: float, fisher: dict[str, torch.Tensor]):
+        super().__init__(model, lam, {n: f.detach().clone() for n, f in fisher.items()})
+        self.fisher = self.weights
+
+
+def diagonal_fisher(lm: LanguageModel, examples: Dataset) -> dict[str, torch.Tensor]:
+    """Empirical diagonal Fisher of the trainable parameters: the mean over `examples` (prompt/completion
+    rows) of the squared gradient of log p(gold completion | prompt), one example at a time."""
+    model = lm.model
+    params = trainable(model)
+    names, tensors = list(params), list(params.values())
+    fisher = [torch.zeros_like(p) for p in tensors]
+    was_training = model.training
+    model.eval()  # dropout off: the Fisher of the model as it is
+    try:
+        for prompt, completion in zip(examples["prompt"], examples["completion"]):
+            batch = lm.collate([lm.encode(prompt, completion)])
+            batch = {k: v.to(tensors[0].device) for k, v in batch.items()}
+            nll, _ = lm.token_losses(batch)
+            grads = torch.autograd.grad(nll.sum(), tensors, allow_unused=True)
+            for f, g in zip(fisher, grads):
+                if g is not None:
+                    f.add_(g.detach().pow(2))
+    finally:
+        model.train(was_training)
+    n = max(len(examples), 1)
+    return {name: f / n for name, f in zip(names, fisher)}

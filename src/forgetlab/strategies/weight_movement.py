@@ -1,0 +1,93 @@
+"""How far fine-tuning moved the weights, and in how many directions.
+
+- per-group L2 distance ||theta - theta_0|| (embeddings, norms, encoder/decoder/blocks x attention/MLP);
+- the effective rank of Delta W for every linear layer: exp(entropy of the normalised singular values)
+  (Roy & Vetterli 2007) — 1 for a rank-one update, k for k equal directions.
+
+PEFT runs are measured on the merged model (adapters folded into the weights), so LoRA's Delta W is the
+product B A it really applied; prompt tuning leaves the weights where they were (movement 0) and its
+learned prompt shows up in `adapter_l2_norm`.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import torch
+
+from forgetlab.strategies.adapters import is_peft, linear_module_names, merged_copy
+
+
+def snapshot_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of every parameter, by name: the start the movement is measured from."""
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()}
+
+
+def effective_rank(matrix: torch.Tensor) -> float:
+    """exp(H(p)), p = singular values / their sum; 0 for a zero matrix."""
+    s = torch.linalg.svdvals(matrix.detach().double().cpu())
+    total = s.sum()
+    if total <= 0:
+        return 0.0
+    p = s / total
+    p = p[p > 0]
+    return float(math.exp(-(p * p.log()).sum().item()))
+
+
+def group_of(name: str) -> str:
+    """The layer group a parameter belongs to, e.g. 'encoder.attention', 'decoder.mlp', 'embeddings'."""
+    low = name.lower()
+    if any(k in low for k in ("lora_", "ia3_", "prompt_encoder", "adapter")):
+        return "adapters"
+    if any(k in low for k in ("shared", "embed", "wte", "wpe", "lm_head")):
+        return "embeddings"
+    if "norm" in low or ".ln_" in low or low.startswith("ln_"):
+        return "norms"
+    part = "encoder" if "encoder" in low else "decoder" if "decoder" in low else "blocks"
+    if "encdecattention" in low or "crossattention" in low or "cross_attn" in low:
+        return f"{part}.cross_attention"
+    if "attention" in low or "attn" in low:
+        return f"{part}.attention"
+    if any(k in low for k in ("mlp", "densereludense", "feed_forward", "ffn")):
+        return f"{part}.mlp"
+    return part
+
+
+def weight_movement(start: dict[str, torch.Tensor], model: torch.nn.Module) -> dict:
+    """Movement of `model` (merged if peft) from `start` (a `snapshot_weights` of the model before)."""
+    plain = merged_copy(model)
+    now = {n: p.detach().cpu() for n, p in plain.named_parameters()}
+    missing = sorted(set(start) - set(now))
+    if missing:
+        raise KeyError(f"weights missing after training (renamed?): {missing[:5]}")
+    sq: dict[str, float] = {}
+    for name, w0 in start.items():
+        d = float((now[name].double() - w0.double()).pow(2).sum())
+        sq[group_of(name)] = sq.get(group_of(name), 0.0) + d
+    start_norm = math.sqrt(sum(float(w.double().pow(2).sum()) for w in start.values()))
+    total = math.sqrt(sum(sq.values()))
+    ranks = {}
+    for mod_name, module in linear_module_names(plain).items():
+        key = f"{mod_name}.weight"
+        if key in start and key in now:
+            ranks[mod_name] = effective_rank(now[key] - start[key])
+    values = [r for r in ranks.values() if r > 0]  # summary over the layers that moved
+    out = {
+        "per_group_l2": {g: math.sqrt(v) for g, v in sorted(sq.items())},
+        "total_l2": total,
+        "relative_l2": total / start_norm if start_norm > 0 else 0.0,
+        "effective_rank": {
+            "mean": statistics.fmean(values) if values else 0.0,
+            "median": statistics.median(values) if values else 0.0,
+            "min": min(values, default=0.0),
+            "max": max(values, default=0.0),
+            "layers_moved": len(values),
+            "layers": len(ranks),
+            "per_layer": ranks,
+        },
+    }
+    if is_peft(model):
+        adapters = [p for n, p in model.named_parameters() if p.requires_grad]
+        out["adapter_l2_norm"] = math.sqrt(sum(float(p.detach().double().pow(2).sum()) for p in adapters))
+    return out
