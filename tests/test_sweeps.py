@@ -178,3 +178,37 @@ def test_pareto_front_keeps_only_non_dominated_points():
     pts = [{"values": {"g": g, "f": f}} for g, f in [(1.0, 0.5), (0.5, 0.1), (0.4, 0.2), (1.0, 0.6)]]
     front = pareto_front(pts, ["g", "f"], ["maximize", "minimize"])
     assert [(p["values"]["g"], p["values"]["f"]) for p in front] == [(1.0, 0.5), (0.5, 0.1)]
+
+
+def test_wandb_failures_never_stop_a_run(monkeypatch, tmp_path):
+    """W&B that cannot start: no W&B logger, a warning; W&B that cannot log the results: a warning."""
+    import wandb
+
+    from forgetlab.utils import wandb_run
+    from forgetlab.utils.loggers import build_loggers
+    from tests.conftest import TINY, compose_config
+
+    cfg = compose_config([*TINY, "logger=wandb"], tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+
+    def broken_init(**kwargs):
+        raise RuntimeError("no W&B today")
+
+    monkeypatch.setattr(wandb, "init", broken_init)
+    with pytest.warns(UserWarning, match="W&B failed to start"):
+        assert wandb_run.start(cfg) is None
+    assert wandb_run.start_failed()
+    assert [type(lg).__name__ for lg in build_loggers(cfg.logger)] == ["CSVLogger"]
+
+    class BrokenRun:
+        class summary:  # noqa: N801
+            @staticmethod
+            def update(_):
+                raise OSError("disk full")
+
+    monkeypatch.setitem(wandb_run._state, "run", BrokenRun())
+    with pytest.warns(UserWarning, match="could not log the results"):
+        assert wandb_run.log_results({"status": "completed", "mean_forgetting": 0.1}) is False
+    monkeypatch.setattr(wandb, "finish", lambda **kw: (_ for _ in ()).throw(RuntimeError("gone")))
+    wandb_run.finish(None)  # never raises
+    assert wandb_run.current() is None
