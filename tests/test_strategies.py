@@ -24,8 +24,8 @@ from forgetlab.training.mixing import mixture_rates
 from forgetlab.training.recipes import build_training_data
 from tests.conftest import TINY, compose_config
 
-SMALL_T5 = dict(d_model=64, d_ff=128, num_heads=2, d_kv=32, num_layers=1, num_decoder_layers=1)
-SMALL_GPT = dict(n_embd=64, n_layer=2, n_head=2)
+SMALL_T5 = {"d_model": 64, "d_ff": 128, "num_heads": 2, "d_kv": 32, "num_layers": 1, "num_decoder_layers": 1}
+SMALL_GPT = {"n_embd": 64, "n_layer": 2, "n_head": 2}
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +225,7 @@ def test_weight_movement_is_zero_untouched_and_positive_after_training(name, sui
 def test_full_run_model_and_prompt_tuning_export(suite, tmp_path):
     lm = small("t5")
     save_final_model(lm, tmp_path / "full", base_model=None)
-    model, tok = load_run_model(tmp_path / "full")
+    model, _ = load_run_model(tmp_path / "full")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), lm.model.state_dict().values()))
     base_dir = tmp_path / "base"
     lm.model.save_pretrained(base_dir)

@@ -3,8 +3,8 @@ starting scores (peft wrapper + penalty), and save what the run produced at the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 

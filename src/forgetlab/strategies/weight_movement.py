@@ -68,7 +68,7 @@ def weight_movement(start: dict[str, torch.Tensor], model: torch.nn.Module) -> d
     start_norm = math.sqrt(sum(float(w.double().pow(2).sum()) for w in start.values()))
     total = math.sqrt(sum(sq.values()))
     ranks = {}
-    for mod_name, module in linear_module_names(plain).items():
+    for mod_name in linear_module_names(plain):
         key = f"{mod_name}.weight"
         if key in start and key in now:
             ranks[mod_name] = effective_rank(now[key] - start[key])
