@@ -99,3 +99,27 @@ def test_cli_runs_and_writes_into_hydra_run_dir(tmp_path, cache_dir):
     assert metrics["status"] == "completed" and metrics["steps"] == 5
     assert (run_dir / ".hydra" / "config.yaml").exists()
     assert "strategy.optim.steps=5" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, cache_dir, monkeypatch):
+    import forgetlab.run as run_module
+    from forgetlab.training.callbacks import PeriodicEvaluation
+
+    class KilledAtStep15(PeriodicEvaluation):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            if trainer.global_step == 15:
+                raise RuntimeError("killed")
+
+    cfg = compose_config(TINY, tmp_path, cache_dir)  # 20 steps, checkpoint and evaluation every 10
+    monkeypatch.setattr(run_module, "PeriodicEvaluation", KilledAtStep15)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_and_record(cfg)
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+    monkeypatch.setattr(run_module, "PeriodicEvaluation", PeriodicEvaluation)
+    metrics = run_and_record(compose_config(TINY, tmp_path, cache_dir))
+    assert metrics["status"] == "completed" and metrics["steps"] == 20
+    # steps 0 and 10 come from the checkpoint's callback state: the rerun started at step 10
+    assert [h["step"] for h in metrics["history"]] == [0, 10, 20]

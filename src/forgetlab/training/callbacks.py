@@ -38,6 +38,11 @@ class PeriodicEvaluation(L.Callback):
         if self.every > 0:
             self._evaluate(trainer, pl_module)
 
+    @property
+    def state_key(self) -> str:
+        # One fixed key, so a resumed run finds the history whatever subclass or arguments wrote it.
+        return "PeriodicEvaluation"
+
     def state_dict(self) -> dict:
         return {"history": self.history}
 
