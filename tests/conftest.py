@@ -8,11 +8,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
-from hydra import compose, initialize_config_module  # noqa: E402
-from omegaconf import DictConfig, open_dict  # noqa: E402
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig, open_dict
 
 TINY = ["experiment=tiny"]
 

@@ -21,7 +21,7 @@ REQUIRED = [
 
 
 def test_metrics_json_is_complete_and_forgetting_is_before_minus_after(tiny_run):
-    run_dir, metrics = tiny_run
+    run_dir, _ = tiny_run
     on_disk = json.loads((run_dir / "metrics.json").read_text())
     assert on_disk["status"] == "completed"
     for key in REQUIRED:
@@ -92,7 +92,7 @@ def test_cli_runs_and_writes_into_hydra_run_dir(tmp_path, cache_dir):
     proc = subprocess.run(
         [sys.executable, "-m", "forgetlab.train", *TINY, "strategy.optim.steps=5", "eval.every_n_steps=0",
          f"paths.cache_dir={cache_dir}", f"hydra.run.dir={run_dir}"],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True, text=True, env=env, timeout=600, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())

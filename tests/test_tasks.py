@@ -61,8 +61,7 @@ def test_metrics_on_known_values():
 
 def _write_jsonl(path, n=40):
     with open(path, "w") as f:
-        for i in range(n):
-            f.write(json.dumps({"question": f"what is {i} doubled", "answer": str(2 * i)}) + "\n")
+        f.writelines(json.dumps({"question": f"what is {i} doubled", "answer": str(2 * i)}) + "\n" for i in range(n))
 
 
 def test_user_jsonl_file_becomes_a_task(tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -51,7 +51,7 @@ class DataConfig:
     # multitask: tasks mixed with the target (empty = the base tasks)
     tasks: list[str] = field(default_factory=list)
     mixing: MixingMode = MixingMode.proportional
-    cap: Optional[int] = None  # per-task example cap for proportional / temperature mixing
+    cap: int | None = None  # per-task example cap for proportional / temperature mixing
     temperature: float = 1.0
     # replay: fraction of each batch drawn from the base tasks' training data
     replay_fraction: float = 0.2
@@ -68,7 +68,7 @@ class ParamsConfig:
     # Modules peft wraps (LoRA, IA3). null = the default for the model's architecture
     # (forgetlab.strategies.adapters.DEFAULT_TARGET_MODULES); a name that matches no module fails
     # before training with the model's linear module names.
-    target_modules: Optional[list[str]] = None
+    target_modules: list[str] | None = None
 
 
 @dataclass
@@ -114,8 +114,8 @@ class BaseStageConfig:
 class EvalConfig:
     batch_size: int = 256
     every_n_steps: int = 25  # periodic validation during fine-tuning; 0 disables it
-    val_max_examples: Optional[int] = None
-    test_max_examples: Optional[int] = None
+    val_max_examples: int | None = None
+    test_max_examples: int | None = None
 
 
 SCHEMAS: dict[str, Any] = {

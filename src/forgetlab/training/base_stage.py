@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import lightning as L
 from filelock import FileLock

@@ -3,7 +3,7 @@ a seeded generator so the order of examples is part of the experiment's seed."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import lightning as L
 import torch

@@ -44,7 +44,7 @@ def sample_mixture(
     """Draw `num_examples` rows: task i gets round(rate_i * n) rows, sampled with replacement if needed."""
     rng = np.random.default_rng(seed)
     names = sorted(rates)
-    counts = {t: int(round(rates[t] * num_examples)) for t in names}
+    counts = {t: round(rates[t] * num_examples) for t in names}
     parts = []
     for t in names:
         data = tasks[t].splits[split]

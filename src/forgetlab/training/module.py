@@ -7,7 +7,7 @@ in the `penalty` callable added to the loss. So one readable training step serve
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import lightning as L
 import torch
