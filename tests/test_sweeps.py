@@ -143,7 +143,7 @@ def test_multirun_one_failing_job_then_relaunch_skips_completed(env, module_cach
     assert json.loads((sweep / "sweep_summary.json").read_text())["counts"] == {"completed": 4}
 
 
-def test_optuna_search_writes_its_pareto_front(env, module_cache):
+def test_optuna_search_writes_its_pareto_front_and_continues_on_relaunch(env, module_cache):
     import optuna
 
     sweep = Path(env["FORGETLAB_OUTPUTS"]) / "sweeps" / "forgetting_pareto_full"
@@ -157,7 +157,14 @@ def test_optuna_search_writes_its_pareto_front(env, module_cache):
     assert front["n_completed"] == 3 and 1 <= len(front["front"]) <= 3
     assert front["optuna"]["solutions"]  # the sweeper's own optimization_results.yaml, carried over
     study = optuna.load_study(study_name="forgetting_pareto_full", storage=f"sqlite:///{sweep}/optuna.db")
-    assert len(study.trials) == 3  # stored: a relaunch continues this study
+    assert len(study.trials) == 3
+    # relaunching the same command continues the stored study
+    proc = forgetlab(["-m", "hparams_search=forgetting_pareto", *SMALL, "hydra.sweeper.n_trials=1"],
+                     env, module_cache)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    study = optuna.load_study(study_name="forgetting_pareto_full", storage=f"sqlite:///{sweep}/optuna.db")
+    assert len(study.trials) == 4
+    assert json.loads((sweep / "pareto_front.json").read_text())["n_completed"] == 4
 
 
 def test_slurm_launcher_config_composes():
@@ -201,7 +208,7 @@ def test_wandb_failures_never_stop_a_run(monkeypatch, tmp_path):
     assert [type(lg).__name__ for lg in build_loggers(cfg.logger)] == ["CSVLogger"]
 
     class BrokenRun:
-        class summary:  # noqa: N801
+        class summary:
             @staticmethod
             def update(_):
                 raise OSError("disk full")
