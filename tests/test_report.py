@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from forgetlab.report import build_report
-from forgetlab.report.aggregate import group_runs, mean_std, run_curves
+from forgetlab.report.aggregate import display_labels, fmt_value, group_runs, mean_std, run_curves
 from forgetlab.report.cli import main
 from forgetlab.report.collect import collect_runs
 from forgetlab.report.plots import PLOT_FILES, pareto_front
@@ -49,8 +49,9 @@ def test_mean_std_is_sample_std():
 
 def test_groups_by_varying_override_across_sweeps(report):
     groups = by_label(report)
-    assert list(groups) == ["strategy=full", "strategy=lora", "strategy=replay"]
-    full, lora, replay = groups["strategy=full"], groups["strategy=lora"], groups["strategy=replay"]
+    assert list(groups) == ["full", "lora", "replay"]
+    full, lora, replay = groups["full"], groups["lora"], groups["replay"]
+    assert full.key == {"strategy": "full"} and full.overrides == "strategy=full"
     assert (full.n, lora.n, replay.n) == (2, 2, 1)
 
     assert full.stats["mean_forgetting"].mean == pytest.approx(30.0)
@@ -85,19 +86,20 @@ def test_groups_by_varying_override_across_sweeps(report):
 def test_csv_and_markdown_hold_the_numbers(report):
     with open(report.files["csv"], newline="") as f:
         rows = {row["group"]: row for row in csv.DictReader(f)}
-    assert set(rows) == {"strategy=full", "strategy=lora", "strategy=replay"}
-    full = rows["strategy=full"]
+    assert set(rows) == {"full", "lora", "replay"}
+    full = rows["full"]
+    assert full["group_overrides"] == "strategy=full"
     assert full["strategy"] == "full" and full["n"] == "2"
     assert float(full["mean_forgetting_mean"]) == pytest.approx(30.0)
     assert float(full["mean_forgetting_std"]) == pytest.approx(14.142135623730951)
     assert float(full["forgetting_copy_mean"]) == pytest.approx(20.0)
     assert float(full["target_gain_std"]) == pytest.approx(5 * SQRT2)
-    assert rows["strategy=replay"]["mean_forgetting_std"] == ""
-    assert rows["strategy=replay"]["n"] == "1"
+    assert rows["replay"]["mean_forgetting_std"] == ""
+    assert rows["replay"]["n"] == "1"
 
     md = report.files["markdown"].read_text()
-    assert "| strategy=full | full | 2 | 55.00 ± 7.07 | 30.00 ± 14.14 |" in md
-    assert "| strategy=replay | replay | 1 | 30.00 | 2.00 |" in md
+    assert "| full | full | 2 | 55.00 ± 7.07 | 30.00 ± 14.14 |" in md
+    assert "| replay | replay | 1 | 30.00 | 2.00 |" in md
     assert "## Failed / incomplete runs" in md
 
 
@@ -128,7 +130,7 @@ def test_plots_and_self_contained_html(report):
         assert path.stat().st_size > 1000 and path.read_bytes().startswith(PNG_MAGIC)
     page = report.files["html"].read_text()
     assert page.count('src="data:image/png;base64,') == len(PLOT_FILES)
-    assert "<table>" in page and "strategy=full" in page and "30.00 ± 14.14" in page
+    assert "<table>" in page and "<td>full</td>" in page and "30.00 ± 14.14" in page
     # reproduce commands: recorded by the run, else rebuilt from .hydra/overrides.yaml
     assert "forgetlab strategy=replay seed=0 logger=csv" in page
     assert "forgetlab strategy=full seed=1" in page
@@ -139,7 +141,7 @@ def test_history_curves():
     curves = run_curves(runs["sweep_a/strategy=full,seed=0"])
     assert curves["forgetting"] == {0: 0.0, 10: 10.0, 20: 20.0}
     assert curves["target"] == {0: 0.0, 10: 25.0, 20: 50.0}
-    full = next(g for g in group_runs(list(runs.values())) if g.label == "strategy=full")
+    full = next(g for g in group_runs(list(runs.values())) if g.label == "full")
     assert [(s, st.mean) for s, st in full.curves["forgetting"]] == [(0, 0.0), (10, 15.0), (20, 30.0)]
     assert full.curves["forgetting"][-1][1].std == pytest.approx(10 * SQRT2)
 
@@ -150,10 +152,52 @@ def test_groups_by_strategy_when_overrides_do_not_vary(tmp_path):
         (tmp_path / name).mkdir()
         shutil.copy(FIXTURES / "sweep_a" / name / "metrics.json", tmp_path / name / "metrics.json")
     groups = group_runs(collect_runs([tmp_path]))
-    assert [(g.label, g.n) for g in groups] == [("strategy=full", 2), ("strategy=lora", 1)]
+    assert [(g.label, g.n) for g in groups] == [("full", 2), ("lora", 1)]
     seeds_only = group_runs([r for r in collect_runs([tmp_path]) if r.get("strategy") == "full"])
     assert [(g.label, g.n) for g in seeds_only] == [("full", 2)]
     assert seeds_only[0].stats["mean_forgetting"].mean == pytest.approx(30.0)
+
+
+def test_display_labels_drop_defaults_and_bookkeeping_while_unique():
+    d = "(default)"
+
+    def key(strategy, lr=d, lam=d, sweep="s"):
+        return {"strategy": strategy, "strategy.optim.lr": lr, "strategy.penalty.lam": lam, "sweep_name": sweep}
+
+    keys = [key("ewc", lam="1000.0", sweep="study_ewc"), key("ewc", lam="100000.0", sweep="study_ewc"),
+            key("full", lr="1e-05", sweep="study_lr"), key("full", lr="0.0003", sweep="study_lr"),
+            key("full", sweep="study_seeds"), key("lora", lr="0.01", sweep="study_lr")]
+    assert display_labels(keys) == ["ewc lam=1e3", "ewc lam=1e5", "full lr=1e-5", "full lr=3e-4", "full",
+                                    "lora lr=0.01"]
+    # Two groups that differ only in the sweep they came from keep the sweep name, and only they do.
+    keys = [key("full", sweep="a"), key("full", sweep="b"), key("lora", sweep="a")]
+    assert display_labels(keys) == ["full sweep=a", "full sweep=b", "lora"]
+    # A label is never empty: the defaults (then the sweep name) come back.
+    only_lr = [{"strategy.optim.lr": "1e-4", "sweep_name": "a"}, {"strategy.optim.lr": d, "sweep_name": "a"}]
+    assert display_labels(only_lr) == ["lr=1e-4", "lr=(default)"]
+    assert display_labels([{"sweep_name": "a"}, {"sweep_name": "b"}]) == ["sweep=a", "sweep=b"]
+    # Values that read the same once shortened (1e-4 and 0.0001) fall back to the full key.
+    same = [{"strategy.optim.lr": "1e-4"}, {"strategy.optim.lr": "0.0001"}, {"strategy.optim.lr": "0.01"}]
+    assert display_labels(same) == ["strategy.optim.lr=1e-4", "strategy.optim.lr=0.0001", "lr=0.01"]
+
+
+def test_fmt_value_is_compact():
+    assert [fmt_value(v) for v in ("1000.0", "10000", "0.0003", "1e-05", "0.01", "0.1", "10", "16", "ewc", "nan")] \
+        == ["1e3", "1e4", "3e-4", "1e-5", "0.01", "0.1", "10", "16", "ewc", "nan"]
+
+
+def test_short_labels_and_full_key_in_csv(tree, tmp_path):
+    """Sweeps that differ in sweep_name and in defaulted overrides: short labels, full key in the CSV."""
+    for run_dir in (tree / "sweep_a").glob("strategy=full,seed=*"):
+        (run_dir / ".hydra" / "overrides.yaml").write_text(
+            f"- strategy=full\n- seed={run_dir.name[-1]}\n- strategy.optim.lr=0.0001\n- sweep_name=lr\n")
+    report = build_report([tree / "sweep_a", tree / "sweep_b", tree / "runs"], tmp_path / "out")
+    assert [g.label for g in report.groups] == ["full lr=1e-4", "lora", "replay"]
+    with open(report.files["csv"], newline="") as f:
+        rows = {row["group"]: row for row in csv.DictReader(f)}
+    assert rows["full lr=1e-4"]["group_overrides"] == "strategy=full,strategy.optim.lr=0.0001,sweep_name=lr"
+    assert rows["lora"]["group_overrides"] == "strategy=lora,strategy.optim.lr=(default),sweep_name=(default)"
+    assert rows["lora"]["strategy.optim.lr"] == "(default)" and rows["lora"]["strategy"] == "lora"
 
 
 def test_pareto_front():
@@ -166,7 +210,7 @@ def test_cli_prints_summary_and_uses_default_out(tree, capsys):
     printed = capsys.readouterr().out
     out = tree / "sweep_a" / "report"
     assert str((out / "report.html").resolve()) in printed.replace("\n", "")
-    assert "strategy=full" in printed and "lora rank must be positive" in printed
+    assert "│ full " in printed and "lora rank must be positive" in printed
     # a second run does not take its own report folder for a run
     assert main([str(tree / "sweep_a")]) == 0
     assert "report" not in {r.display.split("/")[-1] for r in collect_runs([tree / "sweep_a"], [])}

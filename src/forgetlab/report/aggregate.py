@@ -20,6 +20,20 @@ IGNORED_PREFIXES = ("paths.", "hydra.", "logger", "trainer.devices", "checkpoint
 # Fields of metrics.json that must never be mixed inside one group, even if no override says so.
 IDENTITY_FIELDS = ("strategy", "model", "target")
 DEFAULT = "(default)"
+# Overrides that may tell groups apart but say nothing about the method: left out of a group's display
+# label unless two labels would otherwise be the same (the full key stays in Group.key / the CSV).
+BOOKKEEPING_KEYS = ("sweep_name", "skip_completed", "optimized_metrics")
+# Display names of well-known overrides; "" shows the bare value (`ewc lam=1e3`, not `strategy=ewc ...`).
+SHORT_NAMES = {
+    "strategy": "",
+    "strategy.optim.lr": "lr",
+    "strategy.penalty.alpha": "alpha",
+    "strategy.penalty.lam": "lam",
+    "strategy.params.peft.r": "r",
+    "strategy.params.peft.lora_alpha": "lora_alpha",
+    "tasks.target": "target",
+    "sweep_name": "sweep",
+}
 
 
 @dataclass
@@ -41,8 +55,8 @@ def mean_std(values: list[Any]) -> Stat:
 
 @dataclass
 class Group:
-    label: str
-    key: dict[str, str]
+    label: str                      # short display label (display_labels); unique among the groups
+    key: dict[str, str]             # the full group key: every varying override, defaults included
     runs: list[Run]
     stats: dict[str, Stat] = field(default_factory=dict)
     task_forgetting: dict[str, Stat] = field(default_factory=dict)
@@ -53,6 +67,11 @@ class Group:
     @property
     def n(self) -> int:
         return len(self.runs)
+
+    @property
+    def overrides(self) -> str:
+        """The full group key as `k=v,k=v` (what the label leaves out included)."""
+        return full_label(self.key)
 
     @property
     def strategy(self) -> str:
@@ -84,6 +103,75 @@ def grouping_keys(runs: list[Run]) -> list[str]:
 def run_key(run: Run, keys: list[str]) -> dict[str, str]:
     return {k: run.params[k] if k in run.params else
             (_identity(run, k) if k in IDENTITY_FIELDS else DEFAULT) for k in keys}
+
+
+def full_label(key: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in key.items())
+
+
+def fmt_value(value: str) -> str:
+    """Numbers as the shorter of %g and a bare exponent form: 1000.0 -> 1e3, 0.0003 -> 3e-4, 0.01 -> 0.01."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if not math.isfinite(number) or "_" in value:
+        return value
+    general = f"{number:.12g}"
+    mantissa, exponent = f"{number:.11e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    scientific = f"{mantissa}e{int(exponent)}"
+    return scientific if len(scientific) < len(general) else general
+
+
+def _item(key: str, value: str) -> str:
+    name = SHORT_NAMES.get(key, key)
+    value = value if value == DEFAULT else fmt_value(value)
+    return f"{name}={value}" if name else value
+
+
+def _droppable(key: str, value: str) -> bool:
+    return value == DEFAULT or key in BOOKKEEPING_KEYS
+
+
+def display_labels(keys: list[dict[str, str]]) -> list[str]:
+    """Short, unique labels for group keys (all with the same key names, each key distinct).
+
+    `(default)` entries and bookkeeping keys (sweep_name, ...) are left out and well-known names
+    shortened (`strategy=ewc,strategy.penalty.lam=1000.0,sweep_name=s` -> `ewc lam=1e3`). Where that makes
+    labels collide, the left-out keys whose values tell the colliding groups apart come back (defaults
+    before bookkeeping, one key at a time); if the short forms still collide, those groups get their full key.
+    """
+    names = list(keys[0]) if keys else []
+    order = sorted(names, key=lambda k: (k in BOOKKEEPING_KEYS, names.index(k)))
+    shown = []
+    for key in keys:
+        keep = {k for k, v in key.items() if not _droppable(k, v)}
+        if not keep:   # never an empty label: show the defaults, then the bookkeeping
+            keep = {k for k, v in key.items() if k not in BOOKKEEPING_KEYS} or set(key)
+        shown.append(keep)
+
+    def render(i: int) -> str:
+        return " ".join(_item(k, v) for k, v in keys[i].items() if k in shown[i])
+
+    labels = [render(i) for i in range(len(keys))]
+    for _ in range(len(names) + 1):
+        clusters: dict[str, list[int]] = {}
+        for i, label in enumerate(labels):
+            clusters.setdefault(label, []).append(i)
+        clashes = [members for members in clusters.values() if len(members) > 1]
+        if not clashes:
+            break
+        for members in clashes:
+            restore = next((k for k in order if len({keys[i][k] for i in members}) > 1
+                            and not all(k in shown[i] for i in members)), None)
+            for i in members:
+                if restore is None:
+                    labels[i] = full_label(keys[i])
+                else:
+                    shown[i].add(restore)
+                    labels[i] = render(i)
+    return labels
 
 
 def _natural(value: str) -> tuple:
@@ -176,13 +264,10 @@ def group_runs(runs: list[Run]) -> list[Group]:
     buckets: dict[tuple, list[Run]] = {}
     for r in done:
         buckets.setdefault(tuple(run_key(r, keys).values()), []).append(r)
-    groups = []
-    for values in sorted(buckets, key=lambda v: [_natural(x) for x in v]):
-        members = buckets[values]
-        key = dict(zip(keys, values))
-        label = ",".join(f"{k}={v}" for k, v in key.items()) if keys else members[0].get("strategy", "all")
-        groups.append(summarize(str(label), key, members))
-    return groups
+    ordered = sorted(buckets, key=lambda v: [_natural(x) for x in v])
+    group_keys = [dict(zip(keys, values)) for values in ordered]
+    labels = display_labels(group_keys) if keys else [str(buckets[ordered[0]][0].get("strategy", "all"))]
+    return [summarize(label, key, buckets[values]) for label, key, values in zip(labels, group_keys, ordered)]
 
 
 def group_of(groups: list[Group]) -> dict[str, str]:

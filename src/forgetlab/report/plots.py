@@ -3,12 +3,14 @@ headless machines and never touch a user's interactive backend."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from forgetlab.report.aggregate import Group
@@ -55,9 +57,47 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i])
 
 
+# Where a marker's number may sit (points from the marker centre): upper right first.
+NUMBER_OFFSETS = ((6, 5), (6, -12), (-13, 5), (-13, -12), (0, 9), (0, -16))
+
+
+def _clearance(centre: tuple[float, float], others: list[tuple[float, float]], size: tuple[float, float]) -> float:
+    """Distance (pt) from a number's centre to the nearest other marker or number; very negative off the axes."""
+    (cx, cy), (width, height) = centre, size
+    inside = 0 <= cx <= width and 0 <= cy <= height
+    return min((math.hypot(cx - ox, cy - oy) for ox, oy in others), default=1e9) - (0 if inside else 1e6)
+
+
+def _number_offsets(ax, points: list[tuple[float, float]]) -> list[tuple[int, int]]:
+    """For each point, the first offset whose number lands clear of every other marker and placed number
+    (12 pt), else the clearest one; never one off the axes when another fits."""
+    ax.autoscale_view()
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    width, height = ax.get_figure().get_size_inches() * 72 * np.array([0.85, 0.7])   # axes size, roughly (pt)
+    pts = [((x - x0) / (x1 - x0 or 1) * width, (y - y0) / (y1 - y0 or 1) * height) for x, y in points]
+    placed: list[tuple[float, float]] = []
+    chosen = []
+    for i, (px, py) in enumerate(pts):
+        others = [p for j, p in enumerate(pts) if j != i] + placed
+        centres = [(px + dx + 3, py + dy + 3) for dx, dy in NUMBER_OFFSETS]
+        scores = [(min(_clearance(c, others, (width, height)), 12), -k) for k, c in enumerate(centres)]
+        best = max(range(len(NUMBER_OFFSETS)), key=lambda k: scores[k])
+        chosen.append(NUMBER_OFFSETS[best])
+        placed.append(centres[best])
+    return chosen
+
+
 def plot_learning_forgetting(groups: list[Group], path: Path) -> Path:
-    """One dot per run, a big marker per group mean, and the Pareto front of the group means."""
-    fig, (ax,) = _figure(7.5, 5.5)
+    """One dot per run, a big numbered marker per group mean, and the Pareto front of the group means.
+
+    Group labels do not fit beside the markers (they overlap and run off the canvas), so each mean carries
+    its number and a key beneath the axes names the group behind each number.
+    """
+    means = [(g, g.stats["mean_forgetting"], g.stats["target_gain"]) for g in groups]
+    means = [(g, f, t) for g, f, t in means if f.mean is not None and t.mean is not None]
+    ncols = 1 if len(means) <= 4 else 2 if len(means) <= 12 else 3
+    rows = math.ceil(len(means) / ncols)
+    fig, (ax,) = _figure(7.5 if ncols < 3 else 9.0, 5.0 + 0.22 * rows)
     colors = _strategy_colors(groups)
     seen: set[str] = set()
     for g in groups:
@@ -66,25 +106,31 @@ def plot_learning_forgetting(groups: list[Group], path: Path) -> Path:
             ax.scatter(r.get("mean_forgetting"), r.get("target_gain"), color=colors[strategy], alpha=0.45, s=22,
                        label=strategy if strategy not in seen else None)
             seen.add(strategy)
-    means = []
-    for g in groups:
-        f, t = g.stats["mean_forgetting"], g.stats["target_gain"]
-        if f.mean is None or t.mean is None:
-            continue
+    handles, names = [], []
+    for g, f, t in means:
         color = colors[str(g.runs[0].get("strategy"))]
-        ax.errorbar(f.mean, t.mean, xerr=f.std or 0, yerr=t.std or 0, fmt="o", ms=11, color=color,
+        ax.errorbar(f.mean, t.mean, xerr=f.std or 0, yerr=t.std or 0, fmt="o", ms=10, color=color,
                     markeredgecolor="black", ecolor=color, capsize=3, zorder=3)
-        ax.annotate(g.label, (f.mean, t.mean), textcoords="offset points", xytext=(7, 6), fontsize=8)
-        means.append((f.mean, t.mean))
-    front = pareto_front(means)
+    offsets = _number_offsets(ax, [(f.mean, t.mean) for _, f, t in means])
+    for number, ((g, f, t), offset) in enumerate(zip(means, offsets), start=1):
+        color = colors[str(g.runs[0].get("strategy"))]
+        ax.annotate(str(number), (f.mean, t.mean), textcoords="offset points", xytext=offset, fontsize=7.5,
+                    fontweight="bold", zorder=4, annotation_clip=True, clip_on=True,
+                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})
+        handles.append(Line2D([], [], ls="", marker="o", ms=6, color=color, markeredgecolor="black"))
+        names.append(f"{number}  {g.label}" + (f"  (n={g.n})" if g.n > 1 else ""))
+    front = pareto_front([(f.mean, t.mean) for _, f, t in means])
     if front:
-        xs, ys = zip(*[means[i] for i in front])
+        xs, ys = zip(*[(means[i][1].mean, means[i][2].mean) for i in front])
         ax.plot(xs, ys, "--", color="black", lw=1, zorder=2, label="Pareto front (group means)")
     ax.set_xlabel("mean forgetting on other tasks (score points, lower is better)")
     ax.set_ylabel("target gain (score points, higher is better)")
-    ax.set_title("Learning vs forgetting (small dots: runs; big markers: group means ± std)")
+    ax.set_title("Learning vs forgetting (small dots: runs; numbered markers: group means ± std)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=7, loc="best")
+    if handles:
+        fig.legend(handles, names, loc="outside lower center", ncols=ncols, fontsize=7.5, title="groups",
+                   title_fontsize=8, frameon=False, handletextpad=0.3, columnspacing=1.5, alignment="left")
     return _save(fig, path)
 
 

@@ -20,8 +20,9 @@ METRICS = [
 ]
 TASK_DECIMALS = 2
 EXPLAIN = ("Values are mean ± sample std (n-1) over the runs of a group; a group differs from the others in the "
-           "overrides named in its label (seeds are averaged). Forgetting = score before - score after "
-           "(points, 0-100) on non-target tasks; target gain = after - before on the target task.")
+           "overrides named in its label (seeds are averaged; overrides at their default and the sweep name are named "
+           "only where needed to tell groups apart; report.csv has every override). Forgetting = score before - "
+           "score after (points, 0-100) on non-target tasks; target gain = after - before on the target task.")
 
 
 def fmt_number(value: float | None, decimals: int = 2) -> str:
@@ -114,9 +115,10 @@ def write_markdown(path: Path, groups: list[Group], runs: list[Run], plots: dict
 
 def write_csv(path: Path, groups: list[Group]) -> Path:
     """One row per group; every statistic as its own mean and std column, so it loads without parsing."""
-    keys = sorted({k for g in groups for k in g.key})
+    fixed = ("group", "group_overrides", "strategy", "n")   # a key of the same name is in group_overrides
+    keys = sorted({k for g in groups for k in g.key} - set(fixed))
     tasks = all_tasks(groups)
-    headers = ["group", *keys, "strategy", "n"]
+    headers = [*fixed[:2], *keys, *fixed[2:]]
     for name, _, _ in METRICS:
         headers += [f"{name}_mean", f"{name}_std"]
     for t in tasks:
@@ -127,7 +129,7 @@ def write_csv(path: Path, groups: list[Group]) -> Path:
         for g in groups:
             stats = [g.stats[name] for name, _, _ in METRICS] + [g.task_forgetting.get(t, Stat(None, None, 0))
                                                                   for t in tasks]
-            row = [g.label, *[g.key.get(k, "") for k in keys], g.strategy, g.n]
+            row = [g.label, g.overrides, *[g.key.get(k, "") for k in keys], g.strategy, g.n]
             for s in stats:
                 row += ["" if s.mean is None else repr(s.mean), "" if s.std is None else repr(s.std)]
             writer.writerow(row)
