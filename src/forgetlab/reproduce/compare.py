@@ -11,8 +11,9 @@ from typing import Any
 
 # Machine facts, not results: wall-clock timing, and where the base stage was found / whether it was cached.
 IGNORED_KEYS = ("timing", "base.cached", "base.path")
-# Config keys that differ between a run and its rerun by design (where outputs are written).
-IGNORED_CONFIG_KEYS = ("paths",)
+# Config keys that differ between a run and its rerun by design: where outputs are written and the
+# sweep folder's name (a timestamp by default) are bookkeeping, not what determines a result.
+IGNORED_CONFIG_KEYS = ("paths", "sweep_name")
 
 _MISSING = object()
 
