@@ -27,9 +27,14 @@ def test_every_config_composes_and_validates(group, option, tmp_path):
     if option == "custom_jsonl":
         overrides.append("tasks.custom.my_task.source=data.jsonl")
     cfg = compose_config(overrides, output_dir=tmp_path)
-    validate(cfg)
+    typed = validate(cfg)
     # every value resolves (no dangling interpolation)
-    OmegaConf.to_container(cfg, resolve=True)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    if group == "strategy":
+        assert typed["strategy"].name == option
+    if group == "model":
+        assert resolved["model"]["name"] == option
+    assert resolved["paths"]["output_dir"] == str(tmp_path)
 
 
 def test_every_config_file_names_its_command():
