@@ -95,6 +95,7 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
     eval_tasks = suite.eval_tasks()
     write_run_record(run_dir, cfg, suite, base)
 
+    # Reseed: what follows must not depend on whether the base stage was trained now or loaded from cache.
     make_deterministic(cfg.seed, cfg.threads, cfg.deterministic)
     before = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
     start = snapshot_weights(lm.model)
