@@ -26,7 +26,7 @@ MACHINE_FACTS = ("timing", "base")
 def run(outputs: Path, run_dir: Path, overrides: list[str]) -> tuple[float, dict]:
     env = {**os.environ, "FORGETLAB_OUTPUTS": str(outputs), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "forgetlab.train", *overrides, f"hydra.run.dir={run_dir}"],
+    subprocess.run([sys.executable, "-m", "forgetlab.cli", *overrides, f"hydra.run.dir={run_dir}"],
                    env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start, json.loads((run_dir / "metrics.json").read_text())
 

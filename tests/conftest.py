@@ -17,10 +17,11 @@ from omegaconf import DictConfig, open_dict
 TINY = ["experiment=tiny"]
 
 
-def compose_config(overrides: list[str], output_dir: Path | None = None, cache_dir: Path | None = None) -> DictConfig:
+def compose_config(overrides: list[str], output_dir: Path | None = None, cache_dir: Path | None = None,
+                   return_hydra_config: bool = False) -> DictConfig:
     """Compose conf/train.yaml like the CLI does, with the run directory pointed at `output_dir`."""
     with initialize_config_module(config_module="forgetlab.conf", version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+        cfg = compose("train", overrides=overrides, return_hydra_config=return_hydra_config)
     with open_dict(cfg):
         if output_dir is not None:
             cfg.paths.output_dir = str(output_dir)

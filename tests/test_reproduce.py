@@ -31,7 +31,7 @@ def _script(name: str, module: str) -> list[str]:
     return [str(path)] if path.exists() else [sys.executable, "-m", module]
 
 
-FORGETLAB = _script("forgetlab", "forgetlab.train")
+FORGETLAB = _script("forgetlab", "forgetlab.cli")
 REPRODUCE = _script("forgetlab-reproduce", "forgetlab.reproduce.cli")
 
 

@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from forgetlab.train import run_and_record
+from forgetlab.cli import run_and_record
+from forgetlab.training.callbacks import PeriodicEvaluation
 from tests.conftest import TINY, compose_config
 
 REQUIRED = [
@@ -90,7 +91,7 @@ def test_cli_runs_and_writes_into_hydra_run_dir(tmp_path, cache_dir):
     env = {**os.environ, "FORGETLAB_OUTPUTS": str(tmp_path)}
     run_dir = tmp_path / "cli_run"
     proc = subprocess.run(
-        [sys.executable, "-m", "forgetlab.train", *TINY, "strategy.optim.steps=5", "eval.every_n_steps=0",
+        [sys.executable, "-m", "forgetlab.cli", *TINY, "strategy.optim.steps=5", "eval.every_n_steps=0",
          f"paths.cache_dir={cache_dir}", f"hydra.run.dir={run_dir}"],
         capture_output=True, text=True, env=env, timeout=600, check=False,
     )
@@ -101,24 +102,23 @@ def test_cli_runs_and_writes_into_hydra_run_dir(tmp_path, cache_dir):
     assert "strategy.optim.steps=5" in (run_dir / ".hydra" / "overrides.yaml").read_text()
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, cache_dir, monkeypatch):
-    import forgetlab.run as run_module
-    from forgetlab.training.callbacks import PeriodicEvaluation
+class KilledAtStep15(PeriodicEvaluation):
+    """Periodic evaluation that 'kills' the run at step 15 (chosen by config, like any callback)."""
 
-    class KilledAtStep15(PeriodicEvaluation):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-            if trainer.global_step == 15:
-                raise RuntimeError("killed")
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if trainer.global_step == 15:
+            raise RuntimeError("killed")
 
-    cfg = compose_config(TINY, tmp_path, cache_dir)  # 20 steps, checkpoint and evaluation every 10
-    monkeypatch.setattr(run_module, "PeriodicEvaluation", KilledAtStep15)
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, cache_dir):
+    killer = "callbacks.periodic_evaluation._target_=tests.test_run.KilledAtStep15"
+    cfg = compose_config([*TINY, killer], tmp_path, cache_dir)  # 20 steps, checkpoint and evaluation every 10
     with pytest.raises(RuntimeError, match="killed"):
         run_and_record(cfg)
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
 
-    monkeypatch.setattr(run_module, "PeriodicEvaluation", PeriodicEvaluation)
     metrics = run_and_record(compose_config(TINY, tmp_path, cache_dir))
     assert metrics["status"] == "completed" and metrics["steps"] == 20
     # steps 0 and 10 come from the checkpoint's callback state: the rerun started at step 10

@@ -7,21 +7,23 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import HydraException
 
 from forgetlab.config import ConfigError, validate
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.models.tiny import build_tiny_gpt, build_tiny_t5
-from forgetlab.strategies.builder import apply_strategy, save_final_model
+from forgetlab.strategies.adapters import apply_params
 from forgetlab.strategies.export import export, load_run_model
-from forgetlab.strategies.penalties import diagonal_fisher
+from forgetlab.strategies.penalties import build_penalty, diagonal_fisher
+from forgetlab.strategies.saving import save_final_model
 from forgetlab.strategies.weight_movement import effective_rank, snapshot_weights, weight_movement
 from forgetlab.tasks.suite import build_suite
 from forgetlab.training.datamodule import InstructionDataModule
-from forgetlab.training.mixing import mixture_rates
-from forgetlab.training.recipes import build_training_data
+from forgetlab.training.mixing import build_training_data, mixture_rates
 from tests.conftest import TINY, compose_config
 
 SMALL_T5 = {"d_model": 64, "d_ff": 128, "num_heads": 2, "d_kv": 32, "num_layers": 1, "num_decoder_layers": 1}
@@ -34,7 +36,13 @@ def suite():
 
 
 def strategy_of(name: str, *overrides: str):
-    return validate(compose_config([f"strategy={name}", *overrides]))["strategy"]
+    return validate(compose_config([f"strategy={name}", *overrides], output_dir=Path("unused-run-dir"))).strategy
+
+
+def apply_strategy(strategy, lm: LanguageModel, suite, seed: int):
+    """What run.py does after the starting scores: peft wraps the model, then the penalty anchors."""
+    apply_params(strategy.params, lm)
+    return build_penalty(strategy.penalty, lm, suite, seed)
 
 
 def small(kind: str) -> LanguageModel:
@@ -114,15 +122,19 @@ def test_bad_target_module_fails_before_training_listing_linear_modules(tmp_path
 
 
 @pytest.mark.parametrize("override,needle", [
-    ("strategy.params.kind=adapterz", "strategy.params.kind: Invalid value 'adapterz', expected one of [all, lora"),
+    ("strategy.params.kind=adapterz", "Invalid value 'adapterz', expected one of [all, lora, ia3, prompt_tuning]"),
     ("strategy.penalty.kind=ridge", "expected one of [none, l2sp, ewc]"),
-    ("strategy.params.peft._target_=peft.IA3Config", "expected peft.LoraConfig"),
 ])
-def test_bad_params_and_penalty_values_name_the_key(override, needle):
-    cfg = compose_config(["strategy=lora", override])
-    with pytest.raises(ConfigError) as err:
+def test_unknown_params_and_penalty_kinds_fail_at_composition(override, needle):
+    with pytest.raises(HydraException) as err:
+        compose_config(["strategy=lora", override])
+    assert needle in str(err.value) + str(err.value.__cause__)
+
+
+def test_peft_config_must_match_its_kind():
+    cfg = compose_config(["strategy=lora", "strategy.params.peft._target_=peft.IA3Config"], Path("unused"))
+    with pytest.raises(ConfigError, match="expected peft.LoraConfig"):
         validate(cfg)
-    assert needle in str(err.value)
 
 
 def test_l2sp_is_zero_at_start_and_grows_after_a_step(suite):

@@ -36,7 +36,7 @@ def module_cache(tmp_path_factory) -> Path:
 
 
 def forgetlab(args: list[str], env: dict, cache: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "forgetlab.train", *args, f"paths.cache_dir={cache}"],
+    return subprocess.run([sys.executable, "-m", "forgetlab.cli", *args, f"paths.cache_dir={cache}"],
                           check=False, capture_output=True, text=True, env=env, timeout=900)
 
 
@@ -180,7 +180,7 @@ def test_slurm_launcher_config_composes():
 
 
 def test_pareto_front_keeps_only_non_dominated_points():
-    from forgetlab.utils.sweep import pareto_front
+    from forgetlab.pareto import pareto_front
 
     pts = [{"values": {"g": g, "f": f}} for g, f in [(1.0, 0.5), (0.5, 0.1), (0.4, 0.2), (1.0, 0.6)]]
     front = pareto_front(pts, ["g", "f"], ["maximize", "minimize"])
@@ -191,8 +191,8 @@ def test_wandb_failures_never_stop_a_run(monkeypatch, tmp_path):
     """W&B that cannot start: no W&B logger, a warning; W&B that cannot log the results: a warning."""
     import wandb
 
-    from forgetlab.utils import wandb_run
     from forgetlab.utils.loggers import build_loggers
+    from forgetlab.utils.wandb_run import WandbSession
     from tests.conftest import TINY, compose_config
 
     cfg = compose_config([*TINY, "logger=wandb"], tmp_path)
@@ -203,9 +203,9 @@ def test_wandb_failures_never_stop_a_run(monkeypatch, tmp_path):
 
     monkeypatch.setattr(wandb, "init", broken_init)
     with pytest.warns(UserWarning, match="W&B failed to start"):
-        assert wandb_run.start(cfg) is None
-    assert wandb_run.start_failed()
-    assert [type(lg).__name__ for lg in build_loggers(cfg.logger)] == ["CSVLogger"]
+        session = WandbSession(cfg).__enter__()
+    assert session.run is None and session.failed
+    assert [type(lg).__name__ for lg in build_loggers(cfg.logger, session)] == ["CSVLogger"]
 
     class BrokenRun:
         class summary:
@@ -213,9 +213,9 @@ def test_wandb_failures_never_stop_a_run(monkeypatch, tmp_path):
             def update(_):
                 raise OSError("disk full")
 
-    monkeypatch.setitem(wandb_run._state, "run", BrokenRun())
+    session.run = BrokenRun()
     with pytest.warns(UserWarning, match="could not log the results"):
-        assert wandb_run.log_results({"status": "completed", "mean_forgetting": 0.1}) is False
+        assert session.log_results({"status": "completed", "mean_forgetting": 0.1}) is False
     monkeypatch.setattr(wandb, "finish", lambda **kw: (_ for _ in ()).throw(RuntimeError("gone")))
-    wandb_run.finish(None)  # never raises
-    assert wandb_run.current() is None
+    session.__exit__(None, None, None)  # never raises
+    assert session.run is None

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import datasets
 import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
@@ -16,25 +15,31 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import __version__
-from forgetlab.config import validate
+from forgetlab.config import TrainConfig, validate
 from forgetlab.evaluation.forgetting import summarize_forgetting
 from forgetlab.evaluation.scoring import score_tasks
 from forgetlab.models.language_model import LanguageModel
-from forgetlab.strategies.builder import apply_strategy, check_strategy, save_final_model
+from forgetlab.run_dirs import CHECKPOINT_DIR, METRICS_FILE
+from forgetlab.strategies.adapters import apply_params
+from forgetlab.strategies.checks import check_strategy
+from forgetlab.strategies.penalties import build_penalty
+from forgetlab.strategies.saving import save_final_model
 from forgetlab.strategies.weight_movement import snapshot_weights, weight_movement
 from forgetlab.tasks.suite import TaskSuite
 from forgetlab.training.base_stage import load_or_train_base
 from forgetlab.training.callbacks import PeriodicEvaluation
 from forgetlab.training.fit import fit
-from forgetlab.training.mixing import composition
-from forgetlab.training.recipes import build_training_data
+from forgetlab.training.mixing import build_training_data, composition
+from forgetlab.training.progress import StepProgress
+from forgetlab.utils.console import quiet_third_party
 from forgetlab.utils.determinism import make_deterministic
 from forgetlab.utils.io import write_json
 from forgetlab.utils.loggers import build_loggers
 from forgetlab.utils.run_record import write_run_record
+from forgetlab.utils.wandb_run import WandbSession
 
 log = logging.getLogger(__name__)
-METRICS_FILE = "metrics.json"
+METRICS_VERSION = 2  # bump when a metrics.json key changes meaning; README lists the migrations
 
 
 def instantiate(node: Any, **kwargs: Any) -> Any:
@@ -48,20 +53,10 @@ def instantiate(node: Any, **kwargs: Any) -> Any:
         raise
 
 
-def trainer_factory(cfg: DictConfig):
-    """A Trainer built from `cfg.trainer` for the base stage: no checkpoints, CSV logs in `log_dir`."""
-
-    def make(max_steps: int, log_dir: Path) -> L.Trainer:
-        logger = L.pytorch.loggers.CSVLogger(str(log_dir), name="logs", version="")
-        return instantiate(cfg.trainer, max_steps=max_steps, logger=logger, callbacks=[],
-                           enable_checkpointing=False)
-
-    return make
-
-
-def prepare_base(cfg: DictConfig, lm: LanguageModel, suite: TaskSuite, base) -> dict | None:
+def prepare_base(cfg: DictConfig, config: TrainConfig, lm: LanguageModel, suite: TaskSuite,
+                 wandb: WandbSession | None) -> dict | None:
     """Give a built-in model its base abilities (cached); pretrained models start as they are."""
-    if not cfg.model.get("base_stage", False):
+    if not config.model.base_stage:
         return None
     spec = {
         "forgetlab": __version__,
@@ -69,62 +64,75 @@ def prepare_base(cfg: DictConfig, lm: LanguageModel, suite: TaskSuite, base) -> 
         "base_tasks": list(suite.base),
         "task_fingerprints": {t: suite.tasks[t].fingerprint("train") for t in suite.base},
         "base": OmegaConf.to_container(cfg.base, resolve=True),
-        "threads": cfg.threads,
+        "threads": config.threads,
         "trainer": {k: cfg.trainer.get(k) for k in ("accelerator", "precision", "gradient_clip_val")},
     }
-    return load_or_train_base(
-        lm, suite, spec, cfg.paths.cache_dir, steps=base.steps, batch_size=base.batch_size, lr=base.lr,
-        warmup_steps=base.warmup_steps, scheduler=base.scheduler, seed=base.seed,
-        make_trainer=trainer_factory(cfg), eval_batch_size=cfg.eval.batch_size,
-    )
+
+    def make_trainer(max_steps: int, log_dir: Path) -> L.Trainer:
+        """The configured Trainer and loggers (local logs beside the cached weights), no checkpoints."""
+        loggers = build_loggers(cfg.logger, wandb, save_dir=str(log_dir), prefix="base")
+        return instantiate(cfg.trainer, max_steps=max_steps, logger=loggers or False,
+                           callbacks=[StepProgress("base stage")], enable_checkpointing=False)
+
+    return load_or_train_base(lm, suite, spec, config.paths.cache_dir, config.base, make_trainer,
+                              eval_batch_size=config.eval.batch_size)
 
 
-def run_experiment(cfg: DictConfig) -> dict[str, Any]:
+def build_callbacks(specs: DictConfig | None, eval_tasks: dict) -> list[L.Callback]:
+    """The Lightning callbacks of conf/callbacks/; periodic evaluation is handed the tasks it scores."""
+    callbacks = [instantiate(spec) for spec in (specs or {}).values() if spec is not None]
+    for callback in callbacks:
+        if isinstance(callback, PeriodicEvaluation):
+            callback.tasks = eval_tasks
+    return callbacks
+
+
+def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[str, Any]:
     """Run one experiment described by `cfg` and return (and write) its metrics."""
-    datasets.disable_progress_bars()
-    typed = validate(cfg)
-    strategy, evalc = typed["strategy"], typed["eval"]
-    run_dir = Path(cfg.paths.output_dir)
+    started = time.perf_counter()
+    config = validate(cfg)  # typed; a bad key or an out-of-range value fails here, before any model loads
+    quiet_third_party(config.verbose)
+    run_dir = Path(config.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    make_deterministic(cfg.seed, cfg.threads, cfg.deterministic)
+    make_deterministic(config.seed, config.threads, config.deterministic)
 
     suite: TaskSuite = instantiate(cfg.tasks, _convert_="all")
     lm: LanguageModel = instantiate(cfg.model.build)
+    strategy, evalc = config.strategy, config.eval
     check_strategy(strategy, lm, suite)  # bad target modules etc. fail here, before any training
-    base = prepare_base(cfg, lm, suite, typed["base"])
+    base = prepare_base(cfg, config, lm, suite, wandb)
     eval_tasks = suite.eval_tasks()
     write_run_record(run_dir, cfg, suite, base)
 
     # Reseed: what follows must not depend on whether the base stage was trained now or loaded from cache.
-    make_deterministic(cfg.seed, cfg.threads, cfg.deterministic)
+    make_deterministic(config.seed, config.threads, config.deterministic)
     before = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
     start = snapshot_weights(lm.model)
-    penalty = apply_strategy(strategy, lm, suite, cfg.seed)  # peft wraps lm.model; L2-SP/EWC anchor here
+    apply_params(strategy.params, lm)  # peft wraps lm.model: only the adapter trains from here on
+    penalty = build_penalty(strategy.penalty, lm, suite, config.seed)  # L2-SP/EWC anchor here
 
     optim = strategy.optim
-    train, rates = build_training_data(strategy.data, suite, optim.steps * optim.batch_size, cfg.seed)
-    periodic = PeriodicEvaluation(eval_tasks, evalc.every_n_steps, evalc.val_max_examples, evalc.batch_size)
-    ckpt_dir = run_dir / "checkpoints"
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
-                                 every_n_train_steps=cfg.checkpoint_every_n_steps)
-    loggers = build_loggers(cfg.logger)
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[periodic, checkpoint])
-    resume = ckpt_dir / "last.ckpt"
-    stats = fit(
-        lm, train, trainer, lr=optim.lr, batch_size=optim.batch_size, seed=cfg.seed,
-        warmup_steps=optim.warmup_steps, weight_decay=optim.weight_decay, scheduler=optim.scheduler,
-        penalty=penalty, ckpt_path=str(resume) if resume.exists() else None,
-    )
+    train, rates = build_training_data(strategy.data, suite, optim.steps * optim.batch_size, config.seed)
+    callbacks = build_callbacks(cfg.callbacks, eval_tasks)
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=build_loggers(cfg.logger, wandb) or False,
+                                     callbacks=callbacks)
+    checkpoints = next((Path(c.dirpath) for c in callbacks if isinstance(c, ModelCheckpoint) and c.dirpath),
+                       run_dir / CHECKPOINT_DIR)
+    resume = checkpoints / "last.ckpt"
+    stats = fit(lm, train, trainer, optim, config.seed, penalty=penalty,
+                ckpt_path=str(resume) if resume.exists() else None)
 
     after = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
     save_final_model(lm, run_dir, base["path"] + "/model" if base else cfg.model.build.get("name_or_path"))
+    periodic = next((c for c in callbacks if isinstance(c, PeriodicEvaluation)), None)
     metrics = {
         "status": "completed",
-        "run_name": cfg.run_name,
+        "metrics_version": METRICS_VERSION,
+        "run_name": config.run_name,
         "strategy": strategy.name,
         "model": lm.name,
         "target": suite.target,
-        "seed": cfg.seed,
+        "seed": config.seed,
         **summarize_forgetting(before, after, suite.target),
         "before": before,
         "after": after,
@@ -133,10 +141,11 @@ def run_experiment(cfg: DictConfig) -> dict[str, Any]:
         "steps": stats["steps"],
         "mixture": {"configured": rates, "sampled": composition(train)},
         "base": None if base is None else {k: base[k] for k in ("key", "path", "weights_sha256", "cached")},
-        "history": periodic.history,
+        "history": periodic.history if periodic is not None else [],
         "weight_movement": weight_movement(start, lm.model),
         # Wall-clock numbers describe the machine, not the experiment: the reproduce check ignores them.
         "timing": {"train_wall_time_s": stats["train_wall_time_s"], "tokens_per_s": stats["tokens_per_s"],
+                   "wall_time_s": time.perf_counter() - started,
                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
     }
     metrics["trainable_fraction"] = metrics["trainable_params"] / metrics["total_params"]

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from forgetlab.pareto import MAXIMIZE, MINIMIZE, front_indices
 from forgetlab.report.aggregate import Group
 from forgetlab.report.tables import all_tasks
 
@@ -48,13 +49,8 @@ def _group_colors(groups: list[Group]) -> list[tuple]:
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of points (forgetting, gain) that no other point beats: less forgetting and more gain."""
-    front = []
-    for i, (f, g) in enumerate(points):
-        dominated = any(f2 <= f and g2 >= g and (f2 < f or g2 > g) for j, (f2, g2) in enumerate(points) if j != i)
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: points[i])
+    """Indices of points (forgetting, gain) that no other point beats, sorted by forgetting."""
+    return sorted(front_indices(points, [MINIMIZE, MAXIMIZE]), key=lambda i: points[i])
 
 
 # Where a marker's number may sit (points from the marker centre): upper right first.

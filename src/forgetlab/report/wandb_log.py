@@ -7,7 +7,7 @@ import csv
 import warnings
 from pathlib import Path
 
-from forgetlab.utils.loggers import wandb_mode
+from forgetlab.utils.wandb_run import wandb_mode
 
 
 def log_report(out: Path, csv_path: Path, plots: dict[str, Path], project: str = "forgetlab") -> bool:

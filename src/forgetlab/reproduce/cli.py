@@ -48,9 +48,8 @@ from rich.table import Table
 from rich.text import Text
 
 from forgetlab.reproduce.compare import Difference, compare_metrics, compare_records
+from forgetlab.run_dirs import METRICS_FILE, RECORD_FILE, read_json_or_none, read_overrides
 
-RECORD_FILE = "run_record.json"  # = forgetlab.utils.run_record.RECORD_FILE (not imported: it pulls torch)
-METRICS_FILE = "metrics.json"
 REPORT_FILE = "reproduce.json"
 LOG_FILE = "reproduce.log"
 EXIT_OK, EXIT_DIFFERENT, EXIT_FAILED = 0, 1, 2
@@ -76,10 +75,8 @@ def load_record(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
     if path.exists():
         return json.loads(path.read_text()), []
     legacy = run_dir / ".hydra" / "overrides.yaml"
-    if legacy.exists():
-        from omegaconf import OmegaConf
-
-        overrides = [str(o) for o in OmegaConf.load(legacy)]
+    overrides = read_overrides(run_dir)
+    if overrides is not None:
         return {"overrides": overrides}, [(f"{path} is missing: rerunning from {legacy} without the facts "
                                            "(versions, data, commit) that would explain a difference")]
     raise FileNotFoundError(f"{run_dir} has neither {RECORD_FILE} nor .hydra/overrides.yaml: not a forgetlab run")
@@ -119,14 +116,7 @@ def rerun_plan(record: dict[str, Any], out_dir: Path) -> tuple[list[str], Path, 
 def forgetlab_command() -> list[str]:
     """The `forgetlab` console script of this interpreter's environment, or the same app via -m."""
     script = Path(sys.executable).parent / ("forgetlab.exe" if os.name == "nt" else "forgetlab")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "forgetlab.train"]
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    return [str(script)] if script.exists() else [sys.executable, "-m", "forgetlab.cli"]
 
 
 def _fmt(x: Any) -> str:
@@ -170,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 200, soft_wrap=True, highlight=False)
     run_dir = args.run_dir.expanduser().resolve()
-    original_metrics = _read_json(run_dir / METRICS_FILE)
+    original_metrics = read_json_or_none(run_dir / METRICS_FILE)
     try:
         record, notes = load_record(run_dir)
     except FileNotFoundError as err:
@@ -214,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"note: {note}", style="yellow", markup=False)
     report["notes"] = notes
 
-    rerun_metrics = _read_json(out_dir / METRICS_FILE)
+    rerun_metrics = read_json_or_none(out_dir / METRICS_FILE)
     failed = (args.rerun_dir is None and report.get("returncode") != 0) or rerun_metrics is None \
         or rerun_metrics.get("status") != "completed"
     if failed:
@@ -227,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         _write_report(out_dir, report)
         return EXIT_FAILED
 
-    rerun_record = _read_json(out_dir / RECORD_FILE)
+    rerun_record = read_json_or_none(out_dir / RECORD_FILE)
     if "config" not in record:
         warnings: list[str] = []
     elif rerun_record is None:

@@ -1,8 +1,8 @@
 """Which parameters train: peft configs built from YAML (`_target_: peft.LoraConfig` etc.) and applied to
 `lm.model` with `peft.get_peft_model`. Nothing here writes an adapter by hand.
 
-Target modules default per architecture (shared/REFERENCE.md; Biderman et al. 2024 for LoRA on all
-attention projections). A target name that matches no module fails before any training, listing the
+Target modules default to peft's own table per architecture, plus forgetlab's additions kept apart below
+(Biderman et al. 2024 for LoRA on all attention projections); `target_modules: all-linear` is peft's. A target name that matches no module fails before any training, listing the
 model's linear modules, instead of peft's error halfway into a run.
 """
 
@@ -17,31 +17,43 @@ from hydra.utils import instantiate
 from peft import PeftModel, get_peft_model
 from transformers.pytorch_utils import Conv1D
 
-from forgetlab.config import ConfigError, ParamsConfig, ParamsKind
+from forgetlab.config import ConfigError
+from forgetlab.config.schema import ParamsConfig, ParamsKind
 from forgetlab.models.language_model import LanguageModel
 
 log = logging.getLogger(__name__)
 
-_LLAMA_ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
+# forgetlab's additions to peft's default target modules (peft.utils.constants), by model type. peft's LoRA
+# default wraps only the query and value projections (T5 q,v; GPT-2 c_attn; Llama q_proj,v_proj); Biderman
+# et al. 2024 find targeting more modules matters more than rank, so forgetlab's LoRA preset also wraps the
+# key and output projections (GPT-2's c_attn holds q,k,v already; `attn.c_proj`, not `c_proj`, which would
+# also hit the MLP). IA3 uses peft's defaults unchanged.
 _LLAMA_FAMILY = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "smollm3")
-
-# model_type -> modules wrapped when strategy.params.target_modules is null
-DEFAULT_TARGET_MODULES: dict[str, dict[str, list[str]]] = {
-    "lora": {
-        "t5": ["q", "k", "v", "o"],  # self- and cross-attention alike
-        "mt5": ["q", "k", "v", "o"],
-        "gpt2": ["c_attn", "attn.c_proj"],  # plain `c_proj` would also hit the MLP
-        **{m: _LLAMA_ATTN for m in _LLAMA_FAMILY},
-    },
-    "ia3": {  # peft's own IA3 defaults, written out so they show in the run's config story
-        "t5": ["k", "v", "wo"],
-        "mt5": ["k", "v", "wo"],
-        "gpt2": ["c_attn", "mlp.c_proj"],
-        **{m: ["k_proj", "v_proj", "down_proj"] for m in _LLAMA_FAMILY},
-    },
+FORGETLAB_EXTRA_TARGETS: dict[str, dict[str, list[str]]] = {
+    "lora": {"t5": ["k", "o"], "mt5": ["k", "o"], "gpt2": ["attn.c_proj"],
+             **{m: ["k_proj", "o_proj"] for m in _LLAMA_FAMILY}},
+    "ia3": {},
 }
-# IA3 scales the input of feed-forward modules and the output of the others
-IA3_FEEDFORWARD = {"wo", "mlp.c_proj", "down_proj"}
+
+
+def peft_default_targets(kind: str, model_type: str) -> tuple[list[str] | None, list[str] | None]:
+    """(target modules, IA3 feed-forward modules) peft itself uses for this architecture."""
+    from peft.utils import constants
+
+    if kind == "ia3":
+        return (constants.TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING.get(model_type),
+                constants.TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING.get(model_type))
+    return constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type), None
+
+
+def default_target_modules(kind: str, model_type: str) -> list[str] | None:
+    """peft's default for the architecture plus forgetlab's additions (FORGETLAB_EXTRA_TARGETS)."""
+    targets, _ = peft_default_targets(kind, model_type)
+    if targets is None:
+        return None
+    extra = FORGETLAB_EXTRA_TARGETS.get(kind, {}).get(model_type, [])
+    return list(dict.fromkeys([*targets, *extra]))
+
 
 TASK_TYPES = {"seq2seq": "SEQ_2_SEQ_LM", "causal": "CAUSAL_LM"}
 
@@ -67,7 +79,10 @@ def _short_names(names: list[str]) -> list[str]:
     return sorted(out)
 
 
-def resolve_target_modules(params: ParamsConfig, lm: LanguageModel) -> list[str] | None:
+ALL_LINEAR = "all-linear"
+
+
+def resolve_target_modules(params: ParamsConfig, lm: LanguageModel) -> list[str] | str | None:
     """The target modules this run wraps; checked against the model's modules."""
     if params.kind == ParamsKind.prompt_tuning:
         if params.target_modules:
@@ -76,8 +91,13 @@ def resolve_target_modules(params: ParamsConfig, lm: LanguageModel) -> list[str]
         return None
     model_type = getattr(lm.model.config, "model_type", "")
     targets = params.target_modules
+    if targets == ALL_LINEAR:
+        return ALL_LINEAR  # peft's own: every linear layer but the output head
+    if isinstance(targets, str):
+        raise ConfigError(f"strategy.params.target_modules={targets!r}: give a list of module names or "
+                          f"{ALL_LINEAR!r}")
     if targets is None:
-        targets = DEFAULT_TARGET_MODULES[params.kind.value].get(model_type)
+        targets = default_target_modules(params.kind.value, model_type)
     linear = list(linear_module_names(lm.model))
     if targets is None:
         raise ConfigError(
@@ -94,17 +114,20 @@ def resolve_target_modules(params: ParamsConfig, lm: LanguageModel) -> list[str]
 
 def build_peft_config(params: ParamsConfig, lm: LanguageModel) -> Any:
     """The peft config object for this run: the YAML node plus task type, targets and Conv1D layout."""
-    node = dict(params.peft)
+    node = {k: v for k, v in dict(params.peft).items() if v is not None}  # null = peft's default
     extra: dict[str, Any] = {"task_type": TASK_TYPES[lm.kind]}
     targets = resolve_target_modules(params, lm)
-    if targets is not None:
+    if targets == ALL_LINEAR:
+        extra["target_modules"] = targets
+    elif targets is not None:
         extra["target_modules"] = targets
         linear = linear_module_names(lm.model)
         conv1d = any(isinstance(m, Conv1D) and any(_matches(n, t) for t in targets) for n, m in linear.items())
         if conv1d and "fan_in_fan_out" not in node:
             extra["fan_in_fan_out"] = True  # GPT-2 stores its projections transposed (Conv1D)
         if params.kind == ParamsKind.ia3 and "feedforward_modules" not in node:
-            extra["feedforward_modules"] = [t for t in targets if t in IA3_FEEDFORWARD]
+            _, feedforward = peft_default_targets("ia3", getattr(lm.model.config, "model_type", ""))
+            extra["feedforward_modules"] = [t for t in targets if t in (feedforward or [])]
     try:
         return instantiate(node, _convert_="all", **extra)
     except InstantiationException as err:

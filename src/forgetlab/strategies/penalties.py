@@ -13,7 +13,11 @@ from __future__ import annotations
 import torch
 from datasets import Dataset
 
+from forgetlab.config.schema import PenaltyConfig, PenaltyKind
 from forgetlab.models.language_model import LanguageModel
+from forgetlab.tasks.suite import TaskSuite
+from forgetlab.training.mixing import old_task_rates, sample_mixture
+from forgetlab.training.module import Penalty
 
 
 def trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
@@ -88,3 +92,15 @@ def diagonal_fisher(lm: LanguageModel, examples: Dataset) -> dict[str, torch.Ten
         model.train(was_training)
     n = max(len(examples), 1)
     return {name: f / n for name, f in zip(names, fisher)}
+
+
+def build_penalty(penalty: PenaltyConfig, lm: LanguageModel, suite: TaskSuite, seed: int) -> Penalty | None:
+    """The loss term for `penalty.kind`, anchored at the model's current (starting) trainable weights; EWC's
+    Fisher is estimated on `fisher_examples` rows of the earlier tasks, at their proportional rates."""
+    if penalty.kind == PenaltyKind.none:
+        return None
+    if penalty.kind == PenaltyKind.l2sp:
+        return L2SP(lm.model, penalty.alpha)
+    rates = old_task_rates(suite, "strategy.penalty.kind=ewc")
+    fisher = diagonal_fisher(lm, sample_mixture(suite.tasks, rates, penalty.fisher_examples, seed))
+    return EWC(lm.model, penalty.lam, fisher)

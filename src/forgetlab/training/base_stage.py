@@ -12,11 +12,12 @@ from pathlib import Path
 import lightning as L
 from filelock import FileLock
 
+from forgetlab.config.schema import BaseStageConfig
 from forgetlab.evaluation.scoring import score_tasks
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.tasks.suite import TaskSuite
 from forgetlab.training.fit import fit
-from forgetlab.training.mixing import mixture_rates, sample_mixture
+from forgetlab.training.mixing import mixture_rates, sample_mixture, train_sizes
 from forgetlab.utils.io import file_hash, read_json, stable_hash, write_json
 
 log = logging.getLogger(__name__)
@@ -32,20 +33,16 @@ def load_or_train_base(
     suite: TaskSuite,
     spec: dict,
     cache_dir: str | Path,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    warmup_steps: int,
-    scheduler: str,
-    seed: int,
-    make_trainer: Callable[..., L.Trainer],
+    base: BaseStageConfig,
+    make_trainer: Callable[[int, Path], L.Trainer],
     eval_batch_size: int = 256,
 ) -> dict:
     """Load the cached base weights into `lm`, training and caching them first if absent.
 
-    `spec` must contain everything that changes the result (model and task config, seeds, threads,
-    the hyperparameters above); it is hashed into the cache folder's name and saved beside the weights.
-    Returns the base record: key, path, weights hash, scores on the base tasks, whether it was cached.
+    `spec` must contain everything that changes the result (model and task config, seeds, threads, the
+    base stage's settings); it is hashed into the cache folder's name and saved beside the weights.
+    `make_trainer(max_steps, log_dir)` builds the Trainer. Returns the base record: key, path, weights
+    hash, scores on the base tasks, whether it was cached.
     """
     key = base_key(spec)
     root = Path(cache_dir) / "base"
@@ -54,14 +51,14 @@ def load_or_train_base(
     with FileLock(str(final) + ".lock"):
         cached = (final / "base.json").exists()
         if not cached:
-            log.info("training base stage -> %s (%d steps)", final, steps)
+            log.info("training the base stage (%d steps on %s), cached for later runs", base.steps,
+                     ", ".join(suite.base))
             tmp = root / f".{final.name}.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             tasks = {t: suite.tasks[t] for t in suite.base}
-            rates = mixture_rates({t: len(tasks[t].splits["train"]) for t in tasks}, "proportional")
-            train = sample_mixture(tasks, rates, steps * batch_size, seed)
-            stats = fit(lm, train, make_trainer(max_steps=steps, log_dir=tmp), lr=lr, batch_size=batch_size,
-                        seed=seed, warmup_steps=warmup_steps, scheduler=scheduler)
+            train = sample_mixture(tasks, mixture_rates(train_sizes(suite, suite.base)),
+                                   base.steps * base.batch_size, base.seed)
+            stats = fit(lm, train, make_trainer(base.steps, tmp), base, seed=base.seed)
             scores = score_tasks(lm, tasks, "validation", eval_batch_size)
             lm.model.save_pretrained(tmp / "model")
             lm.tokenizer.save_pretrained(tmp / "model")

@@ -10,9 +10,12 @@ from forgetlab.tasks.task import InstructionTask
 
 
 class PeriodicEvaluation(L.Callback):
-    def __init__(self, tasks: dict[str, InstructionTask], every_n_steps: int, max_examples: int | None = None,
-                 batch_size: int = 256) -> None:
-        self.tasks, self.every = tasks, every_n_steps
+    """Built from conf/callbacks/ (`every_n_steps` = eval.every_n_steps; 0 = off); the run hands it the
+    tasks to score (`tasks`) before training starts."""
+
+    def __init__(self, every_n_steps: int, max_examples: int | None = None, batch_size: int = 256,
+                 tasks: dict[str, InstructionTask] | None = None) -> None:
+        self.tasks, self.every = tasks or {}, every_n_steps
         self.max_examples, self.batch_size = max_examples, batch_size
         self.history: list[dict] = []
 

@@ -4,36 +4,29 @@ fine-tuning run, so both follow the same loop, seeding and logging."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import lightning as L
 from datasets import Dataset
 
+from forgetlab.config.schema import OptimConfig
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.training.datamodule import InstructionDataModule
-from forgetlab.training.module import InstructionTuner
+from forgetlab.training.module import InstructionTuner, Penalty
 
 
 def fit(
     lm: LanguageModel,
     train: Dataset,
     trainer: L.Trainer,
-    lr: float,
-    batch_size: int,
+    optim: OptimConfig,
     seed: int,
-    warmup_steps: int = 0,
-    weight_decay: float = 0.0,
-    scheduler: str = "constant_with_warmup",
-    penalty: Any = None,
+    penalty: Penalty | None = None,
     ckpt_path: str | None = None,
 ) -> dict[str, float]:
-    """Train `lm.model` in place for `trainer.max_steps` steps; return tokens seen and wall time."""
+    """Train `lm.model` in place for `optim.steps` steps; return tokens seen, steps and wall time."""
     task_names = sorted(set(train["task"]))
-    data = InstructionDataModule(train, lm.encode_batch, lm.collate, batch_size, seed, task_names)
-    module = InstructionTuner(
-        lm, lr=lr, max_steps=trainer.max_steps, warmup_steps=warmup_steps, weight_decay=weight_decay,
-        scheduler=scheduler, penalty=penalty, task_names=task_names,
-    )
+    data = InstructionDataModule(train, lm.encode_batch, lm.collate, optim.batch_size, seed, task_names)
+    module = InstructionTuner(lm, optim, penalty=penalty, task_names=task_names)
     lm.model.train()  # from_pretrained returns eval mode; dropout must be live while training
     L.seed_everything(seed, workers=True, verbose=False)
     start = time.perf_counter()

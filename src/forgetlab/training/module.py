@@ -11,28 +11,22 @@ from collections.abc import Callable
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
 from transformers import get_scheduler
 
+from forgetlab.config.schema import OptimConfig
 from forgetlab.models.language_model import LanguageModel
+
+Penalty = Callable[[torch.nn.Module], torch.Tensor]
 
 
 class InstructionTuner(L.LightningModule):
-    def __init__(
-        self,
-        lm: LanguageModel,
-        lr: float,
-        max_steps: int,
-        warmup_steps: int = 0,
-        weight_decay: float = 0.0,
-        scheduler: str = "constant_with_warmup",
-        penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None,
-        task_names: list[str] | None = None,
-    ) -> None:
+    def __init__(self, lm: LanguageModel, optim: OptimConfig, penalty: Penalty | None = None,
+                 task_names: list[str] | None = None) -> None:
         super().__init__()
         self.lm = lm
         self.model = lm.model  # registered so Lightning moves it and checkpoints it
-        self.lr, self.max_steps, self.warmup_steps = lr, max_steps, warmup_steps
-        self.weight_decay, self.scheduler = weight_decay, scheduler
+        self.optim = optim
         self.penalty = penalty
         self.task_names = task_names or []
         self.tokens_seen = 0
@@ -48,7 +42,8 @@ class InstructionTuner(L.LightningModule):
             loss = loss + pen
         if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"training loss is {loss.item()} at step {self.global_step}; lower strategy.lr or check the data"
+                f"training loss is {loss.item()} at step {self.global_step} (lr {self.optim.lr:g}); lower "
+                "strategy.optim.lr (or base.lr in the base stage), or check the data"
             )
         if task_id is not None and self.task_names:
             for i in task_id.unique().tolist():
@@ -61,11 +56,12 @@ class InstructionTuner(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
+        """The optimizer from config (`strategy.optim.optimizer`, a `_partial_` target) over the trainable
+        parameters, with a transformers schedule over the run's steps."""
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        scheduler = get_scheduler(
-            self.scheduler, optimizer, num_warmup_steps=self.warmup_steps, num_training_steps=self.max_steps
-        )
+        optimizer = instantiate(self.optim.optimizer)(params, lr=self.optim.lr)
+        scheduler = get_scheduler(self.optim.scheduler, optimizer, num_warmup_steps=self.optim.warmup_steps,
+                                  num_training_steps=self.trainer.max_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -22,13 +22,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from forgetlab.config import resolved_container
+from forgetlab.run_dirs import RECORD_FILE
 from forgetlab.utils.io import write_json
 
 log = logging.getLogger(__name__)
 
-RECORD_FILE = "run_record.json"
 DIFF_FILE = "git_diff.patch"
 RECORD_VERSION = 1
 PACKAGES = ("python", "torch", "transformers", "peft", "lightning", "hydra-core", "datasets", "wandb",
@@ -121,14 +122,6 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def resolved_config(cfg: DictConfig) -> dict[str, Any]:
-    try:
-        return OmegaConf.to_container(cfg, resolve=True)
-    except Exception as err:  # noqa: BLE001 - e.g. a ${hydra:...} interpolation outside a Hydra app
-        log.warning("could not resolve the whole config (%s); recording it unresolved", err)
-        return OmegaConf.to_container(cfg, resolve=False)
-
-
 def _abs(path: Any) -> str | None:
     return None if path is None else str(Path(str(path)).expanduser().resolve())
 
@@ -153,7 +146,7 @@ def write_run_record(run_dir: str | Path, cfg: DictConfig, suite, base: dict | N
         "hydra_mode": mode,
         "argv": list(sys.argv),
         "cwd": os.getcwd(),
-        "config": resolved_config(cfg),
+        "config": resolved_container(cfg),
         # Absolute, so a rerun started elsewhere can find the same base-stage cache if it still exists.
         "paths": {"root": _abs(cfg.paths.get("root")), "cache_dir": _abs(cfg.paths.get("cache_dir"))},
         "seeds": {

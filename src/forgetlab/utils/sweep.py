@@ -1,17 +1,17 @@
 """Sweeps (Hydra multirun) that survive failures and relaunches.
 
-- `objectives`: what the task function returns (Optuna reads it): `optimized_metrics` from the config,
-  NaN for a failed job so the other jobs go on.
-- `completed_metrics`: a job whose run dir already holds a completed metrics.json is skipped on relaunch
-  (Hydra has no resume of its own, hydra#3328).
+- `objectives`: what the task function returns (a sweeper reads it): `optimized_metrics` from the config.
+  A failed job returns NaN under the basic sweeper (so the other jobs go on) and re-raises under Optuna
+  (which marks the trial failed and goes on; NaN would crash optuna 2.x's `tell`).
+- Resume: a job whose run dir is completed (forgetlab.run_dirs) is skipped on relaunch (Hydra has no
+  resume of its own, hydra#3328).
 - `SweepSummary`: a Hydra callback; at the end of a multirun it lists every job of the sweep dir with its
-  status (`sweep_summary.json`), writes the Pareto front (`pareto_front.json`) and makes the app exit
-  non-zero if a job of this launch failed.
+  status (`sweep_summary.json`), writes the Pareto front (`pareto_front.json`) and, if the summary names
+  a job of this launch as failed, ends the process with exit status 1.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -22,20 +22,45 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from forgetlab.pareto import MAXIMIZE, MINIMIZE, pareto_front
+from forgetlab.run_dirs import (
+    METRICS_FILE,
+    PARETO_FILE,
+    SUMMARY_FILE,
+    job_dirs,
+    read_overrides,
+    run_state,
+    shown,
+)
 from forgetlab.utils.io import write_json
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
-SUMMARY_FILE = "sweep_summary.json"
-PARETO_FILE = "pareto_front.json"
 OPTUNA_RESULTS = "optimization_results.yaml"
 # Objectives of the Pareto front when the config names none: learn the target, forget little.
-DEFAULT_OBJECTIVES = (("target_gain", "maximize"), ("mean_forgetting", "minimize"))
-SKIP_DIRS = {"checkpoints", "logs", "wandb", ".hydra", "__pycache__"}
+DEFAULT_OBJECTIVES = (("target_gain", MAXIMIZE), ("mean_forgetting", MINIMIZE))
 
-# Set by SweepSummary in the launching process; `forgetlab.train.main` turns it into the exit status.
-state: dict[str, Any] = {"failed_jobs": []}
+
+def _hydra_config() -> Any:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get() if HydraConfig.initialized() else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def is_multirun() -> bool:
+    from hydra.types import RunMode
+
+    hc = _hydra_config()
+    return hc is not None and hc.mode == RunMode.MULTIRUN
+
+
+def sweeper_marks_failures() -> bool:
+    """True under the Optuna sweeper, which records a job that raised as a failed trial and goes on."""
+    hc = _hydra_config()
+    return hc is not None and "optuna" in str(OmegaConf.select(hc, "sweeper._target_", default="")).lower()
 
 
 def metric_value(metrics: dict, key: str) -> float:
@@ -46,67 +71,27 @@ def metric_value(metrics: dict, key: str) -> float:
     return float(value)
 
 
+def objective_keys(cfg: DictConfig) -> list[str] | None:
+    keys = cfg.get("optimized_metrics")
+    if not keys:
+        return None
+    return [str(keys)] if isinstance(keys, str) else [str(k) for k in keys]
+
+
 def objectives(cfg: DictConfig, metrics: dict | None) -> float | list[float]:
     """The task function's return: the `optimized_metrics` values (a list: one per Optuna direction), or
     mean forgetting when none are configured. NaN stands for a failed job."""
-    keys = cfg.get("optimized_metrics")
-    if not keys:
+    keys = objective_keys(cfg)
+    if keys is None:
         return math.nan if metrics is None else metric_value(metrics, "mean_forgetting")
-    keys = [keys] if isinstance(keys, str) else list(keys)
     return [math.nan if metrics is None else metric_value(metrics, k) for k in keys]
-
-
-def read_metrics(run_dir: Path) -> dict | None:
-    try:
-        return json.loads((Path(run_dir) / METRICS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def completed_metrics(run_dir: Path) -> dict | None:
-    """The metrics of a run dir whose metrics.json says `completed`, else None."""
-    metrics = read_metrics(run_dir)
-    return metrics if metrics is not None and metrics.get("status") == "completed" else None
-
-
-def job_dirs(sweep_dir: Path) -> list[Path]:
-    """Every job directory below a sweep dir (one with `.hydra/` or metrics.json), sorted."""
-    found = []
-    for hydra_dir in Path(sweep_dir).rglob(".hydra"):
-        if not SKIP_DIRS.intersection(hydra_dir.parent.relative_to(sweep_dir).parts):
-            found.append(hydra_dir.parent)
-    for metrics in Path(sweep_dir).rglob(METRICS_FILE):
-        if metrics.parent not in found and not SKIP_DIRS.intersection(metrics.relative_to(sweep_dir).parts):
-            found.append(metrics.parent)
-    return sorted(set(found))
-
-
-def _overrides(job: Path) -> list[str]:
-    try:
-        return [str(o) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []]
-    except (OSError, yaml.YAMLError):
-        return []
-
-
-def dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
-    better = [(x >= y) if d == "maximize" else (x <= y) for x, y, d in zip(a, b, directions)]
-    strictly = [(x > y) if d == "maximize" else (x < y) for x, y, d in zip(a, b, directions)]
-    return all(better) and any(strictly)
-
-
-def pareto_front(points: list[dict], keys: list[str], directions: list[str]) -> list[dict]:
-    """The points (each with 'values': {key: float}) that no other point dominates."""
-    vecs = [[p["values"][k] for k in keys] for p in points]
-    return [p for p, v in zip(points, vecs)
-            if not any(dominates(w, v, directions) for w in vecs if w is not v)]
 
 
 def objective_spec(config: DictConfig) -> tuple[list[str], list[str]]:
     """(metric keys, directions) of the sweep: the Optuna ones if the search is active, else the default."""
-    keys = config.get("optimized_metrics")
+    keys = objective_keys(config)
     directions = OmegaConf.select(config, "hydra.sweeper.direction", default=None)
     if keys and directions is not None:
-        keys = [keys] if isinstance(keys, str) else [str(k) for k in keys]
         directions = [directions] if isinstance(directions, str) else [str(d) for d in directions]
         if len(keys) == len(directions):
             return keys, [d.lower() for d in directions]
@@ -124,22 +109,24 @@ def summarize_sweep(sweep_dir: Path, config: DictConfig, since: float | None = N
     keys, directions = objective_spec(config)
     jobs, points = [], []
     for job in job_dirs(sweep_dir):
-        metrics = read_metrics(job)
-        status = "missing" if metrics is None else str(metrics.get("status", "unknown"))
-        mtime = (job / METRICS_FILE).stat().st_mtime if metrics is not None else None
-        entry = {"job": str(job.relative_to(sweep_dir)), "status": status, "overrides": _overrides(job),
+        state = run_state(job)
+        path = job / METRICS_FILE
+        mtime = path.stat().st_mtime if path.exists() else None
+        entry = {"job": str(job.relative_to(sweep_dir.resolve())), "status": state.status,
+                 "overrides": read_overrides(job) or [],
                  "this_launch": since is None or (mtime is not None and mtime >= since)}
-        if status == "failed":
-            entry["error"] = metrics.get("error")
+        if not state.completed and state.status != "missing":
+            entry["error" if state.status == "failed" else "reason"] = (
+                (state.metrics or {}).get("error") if state.status == "failed" else state.reason)
         jobs.append(entry)
-        if status == "completed":
+        if state.completed:
             try:
-                values = {k: metric_value(metrics, k) for k in keys}
+                values = {k: metric_value(state.metrics, k) for k in keys}
             except (KeyError, TypeError, ValueError):
                 continue
             if all(math.isfinite(v) for v in values.values()):
                 points.append({"job": entry["job"], "overrides": entry["overrides"],
-                               "strategy": metrics.get("strategy"), "seed": metrics.get("seed"),
+                               "strategy": state.metrics.get("strategy"), "seed": state.metrics.get("seed"),
                                "values": values})
     failed_now = [j for j in jobs if j["status"] == "failed" and j["this_launch"]]
     summary = {
@@ -159,7 +146,7 @@ def summarize_sweep(sweep_dir: Path, config: DictConfig, since: float | None = N
         try:
             front["optuna"] = yaml.safe_load(optuna_file.read_text())
         except (OSError, yaml.YAMLError) as err:
-            log.warning("could not read %s: %s", optuna_file, err)
+            log.warning("could not read %s: %s", shown(optuna_file), err)
     write_json(sweep_dir / PARETO_FILE, front)
     return summary
 
@@ -172,7 +159,6 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time() - 1.0  # file times can be a little coarse
-        state["failed_jobs"] = []
         # made before the sweeper starts: the Optuna study's sqlite file lives in it
         Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
 
@@ -181,13 +167,13 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir():
             return
         summary = summarize_sweep(sweep_dir, config, self.started)
-        state["failed_jobs"] = summary["failed_this_launch"]
         counts = ", ".join(f"{n} {s}" for s, n in summary["counts"].items())
-        log.info("sweep %s: %s; summary in %s, Pareto front in %s", sweep_dir, counts or "no jobs",
+        log.info("sweep %s: %s; summary in %s, Pareto front in %s", shown(sweep_dir), counts or "no jobs",
                  SUMMARY_FILE, PARETO_FILE)
         for job in summary["jobs"]:
             if job["status"] == "failed" and job["this_launch"]:
                 log.error("FAILED %s: %s", job["job"], job.get("error"))
-        if state["failed_jobs"]:
+        if summary["failed_this_launch"]:
             log.error("%d job(s) failed; relaunch the same command to rerun only them (completed jobs "
-                      "are skipped)", len(state["failed_jobs"]))
+                      "are skipped)", len(summary["failed_this_launch"]))
+            raise SystemExit(1)  # the launch's exit status, from the summary just written

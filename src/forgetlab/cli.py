@@ -1,0 +1,101 @@
+"""`forgetlab` console app: the Hydra app over conf/train.yaml.
+
+    forgetlab                                   # one run on the built-in default
+    forgetlab model=tiny_gpt strategy=full      # choose components by override
+    forgetlab -m seed=0,1,2                     # a sweep (Hydra multirun)
+    forgetlab -m experiment=compare_strategies  # strategy presets x seeds; see docs/sweeps.md
+
+Under `-m` a failing job is recorded (metrics.json says `failed`) and the sweep goes on; the exit status
+is non-zero if any job of the launch failed (as the sweep's sweep_summary.json records). Relaunching the
+same sweep skips completed jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from forgetlab.run_dirs import METRICS_FILE, run_state, shown
+from forgetlab.utils import sweep
+from forgetlab.utils.io import write_json
+
+log = logging.getLogger(__name__)
+
+
+def run_and_record(cfg: DictConfig) -> dict:
+    """Run, and whatever happens leave a metrics.json that says how it ended; always close W&B.
+
+    W&B (when `logger=wandb`): one run per call, opened and closed by the `WandbSession` around the run,
+    so a failure never lets the next job log into this job's run.
+    """
+    from forgetlab.run import run_experiment
+    from forgetlab.utils.wandb_run import WandbSession
+
+    run_dir = Path(cfg.paths.output_dir)
+    with WandbSession(cfg) as wandb:
+        try:
+            metrics = run_experiment(cfg, wandb)
+        except BaseException as err:
+            write_json(run_dir / METRICS_FILE, {
+                "status": "failed",
+                "run_name": cfg.get("run_name"),
+                "error": f"{type(err).__name__}: {err}",
+                "traceback": traceback.format_exc(),
+            })
+            raise
+        wandb.log_results(metrics)
+        return metrics
+
+
+def result_line(cfg: DictConfig, metrics: dict) -> str:
+    """One line per job: what it learned, what it forgot, how long it took, where the numbers are."""
+    wall = (metrics.get("timing") or {}).get("wall_time_s")
+    took = f", {wall:.0f} s" if isinstance(wall, (int, float)) else ""
+    return (f"{cfg.get('run_name')}: target gain {metrics['target_gain']:.1f}, mean forgetting "
+            f"{metrics['mean_forgetting']:.1f}{took} -> {shown(Path(cfg.paths.output_dir) / METRICS_FILE)}")
+
+
+@hydra.main(version_base="1.3", config_path="pkg://forgetlab.conf", config_name="train")
+def hydra_main(cfg: DictConfig) -> float | list[float] | None:
+    """The task function. Returns mean forgetting, or the `optimized_metrics` values (for Optuna)."""
+    run_dir = Path(cfg.paths.output_dir)
+    multirun = sweep.is_multirun()
+    if multirun and cfg.get("skip_completed", True):
+        state = run_state(run_dir)
+        if state.completed:
+            try:
+                result = sweep.objectives(cfg, state.metrics)
+                log.info("skipping %s: already completed (relaunch of the same sweep)", shown(run_dir))
+                return result
+            except (KeyError, TypeError, ValueError) as err:
+                log.info("rerunning %s: its metrics.json lacks the objective %s", shown(run_dir), err)
+        elif state.status != "missing":
+            log.info("rerunning %s: %s", shown(run_dir), state.reason)
+    try:
+        metrics = run_and_record(cfg)
+    except Exception as err:
+        if not multirun:
+            raise
+        log.error("job failed, recorded in %s; the sweep goes on: %s: %s", shown(run_dir / METRICS_FILE),
+                  type(err).__name__, err)
+        if sweep.sweeper_marks_failures():
+            raise  # Optuna records the trial as failed and goes on (NaN would crash optuna 2.x's tell)
+        return sweep.objectives(cfg, None)
+    log.info("%s", result_line(cfg, metrics))
+    return sweep.objectives(cfg, metrics)
+
+
+def main() -> int:
+    """Console entry point. A failed single run exits 1 (Hydra); a multirun whose sweep_summary.json names
+    a failed job of this launch exits 1 (SweepSummary); otherwise 0."""
+    hydra_main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Checks of a composed config before any model loads: the value ranges declared in the schema, names that
+only a library knows (schedulers, peft options), and choices that must agree with each other.
+
+`validate(cfg)` returns the typed `TrainConfig`; every failure is a `ConfigError` whose message names the
+key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from forgetlab.config.schema import ParamsKind, PenaltyKind, StrategyConfig, TrainConfig
+
+
+class ConfigError(ValueError):
+    """A config value forgetlab cannot run with; the message names the key and what is allowed."""
+
+
+PEFT_CLASSES = {
+    ParamsKind.lora: "LoraConfig", ParamsKind.ia3: "IA3Config", ParamsKind.prompt_tuning: "PromptTuningConfig",
+}
+# Set by forgetlab from the model, never by the user.
+PEFT_KEYS_SET_BY_FORGETLAB = {"task_type"}
+
+
+def validate(cfg: DictConfig) -> TrainConfig:
+    """The typed config, after every check below; raises ConfigError naming the first bad key."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), _without_hydra(cfg))
+        typed: TrainConfig = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or ""
+        msg = str(err).split("\n")[0]
+        raise ConfigError(f"{key}: {msg}" if key else msg) from None
+    check_limits(typed)
+    check_scheduler("strategy.optim.scheduler", typed.strategy.optim.scheduler)
+    check_scheduler("base.scheduler", typed.base.scheduler)
+    check_strategy_config(typed.strategy)
+    return typed
+
+
+def _without_hydra(cfg: DictConfig) -> DictConfig:
+    if "hydra" not in cfg:
+        return cfg
+    copy = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    return copy
+
+
+def check_limits(node: Any, prefix: str = "") -> None:
+    """Every field's `min` / `max` / `max_exclusive` from the schema, recursively."""
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            check_limits(value, key + ".")
+            continue
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        lo, hi, hi_open = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("max_exclusive")
+        if (lo is not None and value < lo) or (hi is not None and value > hi) or (hi_open is not None and value >= hi_open):
+            raise ConfigError(f"{key}={value} is out of range; allowed: {_range(lo, hi, hi_open)} "
+                              f"({f.metadata.get('help', '')})")
+
+
+def _range(lo: float | None, hi: float | None, hi_open: float | None) -> str:
+    left = f"[{lo:g}" if lo is not None else "(-inf"
+    right = f"{hi:g}]" if hi is not None else (f"{hi_open:g})" if hi_open is not None else "inf)")
+    return f"{left}, {right}"
+
+
+def check_scheduler(key: str, name: str) -> None:
+    from transformers import SchedulerType
+
+    allowed = [s.value for s in SchedulerType]
+    if name not in allowed:
+        raise ConfigError(f"{key}={name!r} is not a scheduler; allowed values: {allowed}")
+
+
+def peft_class(kind: ParamsKind) -> type:
+    import peft
+
+    return getattr(peft, PEFT_CLASSES[kind])
+
+
+def check_strategy_config(strategy: StrategyConfig) -> None:
+    """peft config against the kind it serves and the options the installed peft has; penalty strengths."""
+    params = strategy.params
+    if params.kind == ParamsKind.all:
+        if params.peft is not None:
+            raise ConfigError("strategy.params.peft is set but strategy.params.kind=all; allowed kinds with a "
+                              f"peft config: {[k.value for k in PEFT_CLASSES]}")
+        return
+    expected = PEFT_CLASSES[params.kind]
+    node = params.peft if isinstance(params.peft, dict) else {}
+    target = node.get("_target_")
+    if not target:
+        raise ConfigError(f"strategy.params.kind={params.kind.value} needs strategy.params.peft with "
+                          f"_target_: peft.{expected} (see conf/strategy/{params.kind.value}.yaml)")
+    if target.rsplit(".", 1)[-1] != expected:
+        raise ConfigError(f"strategy.params.peft._target_={target!r} does not match "
+                          f"strategy.params.kind={params.kind.value}; expected peft.{expected}")
+    import peft
+
+    known = {f.name for f in dataclasses.fields(peft_class(params.kind))}
+    for key in node:
+        if key.startswith("_"):
+            continue
+        if key in PEFT_KEYS_SET_BY_FORGETLAB:
+            raise ConfigError(f"strategy.params.peft.{key} is set by forgetlab from the model; remove it")
+        if key == "target_modules":
+            raise ConfigError("strategy.params.peft.target_modules: set strategy.params.target_modules instead "
+                              "(one place, checked against the model)")
+        if key not in known:
+            raise ConfigError(f"strategy.params.peft.{key}: the installed peft {peft.__version__} has no such "
+                              f"{expected} option; allowed: {sorted(k for k in known if not k.startswith('_'))}")
+    if params.kind == ParamsKind.lora and (node.get("r") or 0) <= 0:
+        raise ConfigError(f"strategy.params.peft.r={node.get('r')} is out of range; allowed: [1, inf) (LoRA rank)")
+    if strategy.penalty.kind == PenaltyKind.ewc and strategy.penalty.fisher_examples < 1:
+        raise ConfigError(f"strategy.penalty.fisher_examples={strategy.penalty.fisher_examples} must be >= 1")

@@ -1,0 +1,184 @@
+"""The schema of every setting forgetlab reads: typed dataclasses registered in Hydra's ConfigStore.
+
+`conf/train.yaml` starts from `train_schema` (this file's `TrainConfig`), so every YAML file under conf/
+is merged onto a typed node: an unknown key or a wrong type fails when Hydra composes, naming the key.
+Each field says what it is for in its `help`; value ranges (`min`, `max`, `max_exclusive`) are declared
+here too and checked by `forgetlab.config.checks` before any model loads.
+
+One source of truth: a default is written either here or in the YAML preset that sets it, never both.
+Fields whose value defines an experiment (learning rate, steps, tasks) are `MISSING` here and set by the
+presets under conf/; knobs with a natural default (mixing temperature, EWC's Fisher sample) are set here.
+`forgetlab --cfg job` prints the composed result.
+"""
+
+# ruff: noqa: RUF009 - `knob` returns a dataclasses.field (with help and limits), not a shared default
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from omegaconf import MISSING
+
+
+def knob(default: Any = MISSING, help: str = "", **limits: float) -> Any:
+    """A dataclass field with its one-line help and optional limits (min, max, max_exclusive)."""
+    meta = {"help": help, **limits}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class DataKind(str, Enum):
+    single = "single"  # the target task only
+    multitask = "multitask"  # the target mixed with other tasks at FLAN-style rates
+    replay = "replay"  # the target plus a fraction of earlier (base) tasks' training data
+
+
+class MixingMode(str, Enum):
+    proportional = "proportional"  # examples-proportional, optionally capped per task (FLAN)
+    uniform = "uniform"  # every task equally often
+    temperature = "temperature"  # (capped) sizes ** (1/T)
+
+
+class ParamsKind(str, Enum):
+    all = "all"  # full fine-tuning
+    lora = "lora"  # low-rank adapters on `target_modules` (peft.LoraConfig)
+    ia3 = "ia3"  # learned rescaling of activations (peft.IA3Config)
+    prompt_tuning = "prompt_tuning"  # learned virtual input tokens; the model's weights stay frozen
+
+
+class PenaltyKind(str, Enum):
+    none = "none"
+    l2sp = "l2sp"  # (alpha/2) * ||w - w0||^2 over the trainable weights (Li et al. 2018)
+    ewc = "ewc"  # (lam/2) * sum_i F_i (w_i - w0_i)^2, F = diagonal empirical Fisher on the base tasks
+
+
+@dataclass
+class DataConfig:
+    """Which examples a run trains on."""
+
+    kind: DataKind = knob(DataKind.single, "single | multitask | replay")
+    tasks: list[str] = knob([], "multitask: tasks mixed with the target; empty = tasks.base")
+    mixing: MixingMode = knob(MixingMode.proportional, "multitask: proportional | uniform | temperature")
+    cap: int | None = knob(None, "multitask: per-task example cap for proportional/temperature mixing", min=1)
+    temperature: float = knob(1.0, "multitask, mixing=temperature: rates ~ size ** (1/temperature)", min=1e-6)
+    replay_fraction: float = knob(0.2, "replay: fraction of each batch drawn from the base tasks",
+                                  min=0.0, max_exclusive=1.0)
+
+
+@dataclass
+class ParamsConfig:
+    """Which parameters train: `all`, or a peft method applied to the model."""
+
+    kind: ParamsKind = knob(ParamsKind.all, "all | lora | ia3 | prompt_tuning")
+    peft: Any = knob(None, "the peft config built by Hydra ({_target_: peft.LoraConfig, r: 8, ...}); "
+                           "null keys keep peft's default; required unless kind=all")
+    target_modules: Any = knob(None, "modules peft wraps (a list, or 'all-linear'); null = peft's default "
+                                     "for the architecture plus forgetlab's additions (strategies/adapters.py)")
+
+
+@dataclass
+class PenaltyConfig:
+    """A term added to the training loss that pulls the weights back toward where they started."""
+
+    kind: PenaltyKind = knob(PenaltyKind.none, "none | l2sp | ewc")
+    alpha: float = knob(0.01, "l2sp: strength of (alpha/2) * ||w - w0||^2", min=0.0)
+    lam: float = knob(100.0, "ewc: strength of (lam/2) * sum F_i (w_i - w0_i)^2; sweep on a log scale", min=0.0)
+    fisher_examples: int = knob(128, "ewc: base-task training examples the diagonal Fisher averages over", min=1)
+
+
+@dataclass
+class OptimConfig:
+    """How the weights are updated: the optimizer (built by Hydra, `_partial_`), its schedule and length."""
+
+    lr: float = knob(help="peak learning rate", min=0.0)
+    batch_size: int = knob(help="examples per optimizer step", min=1)
+    steps: int = knob(help="optimizer steps", min=1)
+    warmup_steps: int = knob(0, "linear warm-up steps of the schedule", min=0)
+    scheduler: str = knob("constant_with_warmup", "a transformers scheduler name (transformers.SchedulerType)")
+    optimizer: Any = knob({"_target_": "torch.optim.AdamW", "_partial_": True, "weight_decay": 0.0},
+                          "torch optimizer, called with (params, lr=lr)")
+
+
+@dataclass
+class StrategyConfig:
+    """A fine-tuning strategy: which data, which parameters train, which penalty, and the optimizer."""
+
+    name: str = knob(help="the preset's name, used in run names and reports")
+    data: DataConfig = field(default_factory=DataConfig)
+    params: ParamsConfig = field(default_factory=ParamsConfig)
+    penalty: PenaltyConfig = field(default_factory=PenaltyConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass
+class BaseStageConfig(OptimConfig):
+    """The base stage of built-in models: multi-task training from random init on tasks.base, cached."""
+
+    seed: int = knob(0, "seed of the base stage's data order (its cache key includes it)")
+
+
+@dataclass
+class EvalConfig:
+    """Scoring: every evaluation task before and after fine-tuning, and periodically during it."""
+
+    batch_size: int = knob(256, "examples per scoring batch", min=1)
+    every_n_steps: int = knob(25, "validation scores of every task every N fine-tuning steps; 0 = off", min=0)
+    val_max_examples: int | None = knob(None, "periodic evaluation: at most this many examples per task", min=1)
+    test_max_examples: int | None = knob(None, "before/after scoring: at most this many examples per task", min=1)
+
+
+@dataclass
+class TasksConfig:
+    """The tasks of an experiment (built by `_target_`, forgetlab.tasks.suite.build_suite)."""
+
+    _target_: str = MISSING
+    target: str = knob(help="the task fine-tuning learns")
+    base: list[str] = knob(help="the tasks the model already knows (base stage, replay, EWC's Fisher)")
+    eval: list[str] | None = knob(None, "tasks scored before/after; null = base + target")
+    sizes: dict[str, int] = knob(help="examples per split: {train, validation, test}")
+    seed: int = knob(1234, "seed that generates the built-in tasks' rows")
+    templates: dict[str, list[str]] = knob({}, "task -> prompt templates replacing the built-in ones")
+    custom: dict[str, Any] = knob({}, "your own tasks by name (conf/tasks/custom_jsonl.yaml)")
+
+
+@dataclass
+class ModelConfig:
+    name: str = knob(help="the model's name in run names, caches and reports")
+    base_stage: bool = knob(False, "train the base stage first (built-in models); pretrained models start as they are")
+    build: Any = knob(help="{_target_: a function returning a forgetlab LanguageModel, its arguments}")
+
+
+@dataclass
+class PathsConfig:
+    root: str = knob(help="where outputs go (runs/, sweeps/, cache/)")
+    cache_dir: str = knob(help="base-stage checkpoints shared by all runs")
+    output_dir: str = knob(help="this run's directory")
+
+
+@dataclass
+class TrainConfig:
+    """The whole composed config of `forgetlab` (conf/train.yaml)."""
+
+    seed: int = knob(0, "seed of fine-tuning (data order, adapter init)")
+    threads: int = knob(2, "torch threads; a fixed count makes CPU runs repeat bit for bit; 0 = torch's choice",
+                        min=0)
+    deterministic: bool = knob(True, "deterministic torch kernels")
+    verbose: bool = knob(False, "show third-party tips, warnings and loading bars")
+    run_name: str = knob("${strategy.name}-${tasks.target}-s${seed}", "names the run folder and W&B run")
+    sweep_name: str = knob("${now:%Y-%m-%d_%H-%M-%S}", "the sweep folder under -m; experiment files fix it so a "
+                                                      "relaunch resumes")
+    skip_completed: bool = knob(True, "under -m, skip a job whose metrics.json says completed (resume)")
+    optimized_metrics: Any = knob(None, "what the app returns to a sweeper: null = mean_forgetting; a list for Optuna")
+    checkpoint_every_n_steps: int = knob(100, "save checkpoints/last.ckpt every N steps (a killed run resumes)",
+                                         min=1)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    base: BaseStageConfig = field(default_factory=BaseStageConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    trainer: Any = knob(help="lightning.pytorch.Trainer arguments (conf/trainer/)")
+    logger: Any = knob({}, "Lightning loggers by name (conf/logger/)")
+    callbacks: Any = knob({}, "Lightning callbacks by name (conf/callbacks/)")
