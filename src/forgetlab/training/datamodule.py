@@ -1,5 +1,6 @@
 """Batches for training: tokenise a prompt/completion dataset once with `datasets.map`, then shuffle with
-a seeded generator so the order of examples is part of the experiment's seed."""
+a seeded, resumable sampler, so the order of examples is part of the experiment's seed and a run resumed
+from a mid-epoch checkpoint sees the same batches as one that was never interrupted."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import lightning as L
 import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
+
+from forgetlab.training.sampler import ResumableBatchSampler, ResumableDataLoader
 
 
 class InstructionDataModule(L.LightningDataModule):
@@ -39,12 +42,12 @@ class InstructionDataModule(L.LightningDataModule):
             self.train_data = data.select_columns(["input_ids", "labels", "task_id"])
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.train_data,
-            batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=len(self.train_data) >= self.batch_size,
-            generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=self.collate,
-            num_workers=0,
-        )
+        n = len(self.train_data)
+        if self.trainer is not None and self.trainer.world_size > 1:
+            # Lightning shards a plain shuffling loader with a DistributedSampler (it cannot rebuild a custom
+            # batch sampler for that); such a run resumes mid-epoch from the epoch's start, as before.
+            generator = torch.Generator().manual_seed(self.seed)
+            return DataLoader(self.train_data, batch_size=self.batch_size, shuffle=True,
+                              drop_last=n >= self.batch_size, generator=generator, collate_fn=self.collate)
+        sampler = ResumableBatchSampler(n, self.batch_size, self.seed, drop_last=n >= self.batch_size)
+        return ResumableDataLoader(self.train_data, sampler, collate_fn=self.collate, num_workers=0)
