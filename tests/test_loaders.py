@@ -274,3 +274,35 @@ def test_hub_dataset_class_names_label_classes_and_tags(monkeypatch):
                               fields={"tags": "ner_tags"}, split="validation")
     assert {r["completion"] for r in _all_rows(ner)} == {"person: Leo Ray"}
     assert calls[-1] == (("org/ner", None), {"split": "validation"})
+
+
+def test_custom_task_specs_as_written_in_yaml_survive_hydra_instantiate(tmp_path):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    (tmp_path / "sst.tsv").write_text("sentence\tlabel\n" + "".join(f"s{i}\t{i % 2}\n" for i in range(6)))
+    yaml = f"""
+    _target_: forgetlab.tasks.suite.build_suite
+    target: sst
+    base: []
+    sizes: {{train: 4, validation: 1, test: 1}}
+    seed: 0
+    custom:
+      sst:
+        source: {tmp_path / "sst.tsv"}
+        kind: classification
+        label_names: {{0: negative, 1: positive}}
+        metric: {{name: macro_f1, headline: accuracy}}
+      sst_custom:
+        source: {tmp_path / "sst.tsv"}
+        kind: classification
+        label_names: [negative, positive]
+        metric: {{_target_: tests.test_metrics.Overlap, bonus: 1.0}}
+    eval: [sst, sst_custom]
+    """
+    suite = instantiate(OmegaConf.create(yaml), _convert_="all")
+    from forgetlab.evaluation.metrics import resolve_metric
+
+    assert resolve_metric(suite.tasks["sst"].metric).headline == "accuracy"
+    assert resolve_metric(suite.tasks["sst_custom"].metric)(["a"], ["b"]) == 11.0
+    assert {r["completion"] for r in _all_rows(suite.tasks["sst"])} == {"negative", "positive"}

@@ -33,7 +33,8 @@ def load_custom_metric(target: Any, headline: str | None = None, **kwargs: Any) 
     """Build a `Metric` from `target` (a dotted path or the object itself); `kwargs` go to a class's
     constructor or are bound to a function; `headline` defaults to the object's own or its name."""
     obj = _locate(target) if isinstance(target, str) else target
-    name = target if isinstance(target, str) else getattr(obj, "__qualname__", type(obj).__name__)
+    inner = obj.func if isinstance(obj, functools.partial) else obj  # hydra's `_partial_: true` gives a partial
+    name = target if isinstance(target, str) else getattr(inner, "__qualname__", type(inner).__name__)
     if isinstance(obj, type):
         obj = obj(**kwargs)
     elif kwargs:
