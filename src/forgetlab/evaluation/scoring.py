@@ -1,13 +1,39 @@
 """Score a model on tasks from its real outputs: greedy generation for the task metric, and the mean
-per-token loss on the reference answers (a smooth signal where exact match jumps from 100 to 0)."""
+per-token loss on the reference answers (a smooth signal where exact match jumps from 100 to 0).
+
+Held-out text tasks (`task.kind == "text"`) are not generated: their only signal is the loss on the text.
+Their `score` is 100 * exp(-loss) = 100 / perplexity, the geometric-mean probability the model gives each
+token, in percent. It lies in [0, 100] and higher is better like every other score, so
+"forgetting = score before - score after" keeps its sign and scale, and code that expects a number in
+`score` keeps working; `loss` and `perplexity` are recorded next to it.
+"""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import torch
 
-from forgetlab.evaluation.metrics import get_metric
+from forgetlab.evaluation.metrics import resolve_metric
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.tasks.task import InstructionTask
+
+TEXT_HEADLINE = "inverse_perplexity"
+
+
+def _references(data) -> list:
+    """Several references per example where the task keeps them, else the completion."""
+    return list(data["references"]) if "references" in data.column_names else list(data["completion"])
+
+
+def text_score(loss: float) -> float:
+    """The score of a held-out text task: 100 / perplexity."""
+    return 100.0 * math.exp(-loss)
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(min(loss, 700.0))  # capped: a diverged model must not crash the report with OverflowError
 
 
 def score_task(
@@ -16,12 +42,15 @@ def score_task(
     split: str = "test",
     batch_size: int = 256,
     max_examples: int | None = None,
-) -> dict[str, float]:
-    """Return {'score', 'loss', 'n'} for one split; the model's train/eval mode is restored after."""
+) -> dict[str, Any]:
+    """Return {'score', 'loss', 'n', 'headline', 'metrics'} for one split ('perplexity' too for text tasks);
+    `metrics` holds every value the task's metric computed, `score` is the headline one. The model's
+    train/eval mode is restored after."""
     data = task.splits[split]
     if max_examples is not None and len(data) > max_examples:
         data = data.select(range(max_examples))
-    metric = get_metric(task.metric)
+    generate = task.kind != "text"
+    metric = resolve_metric(task.metric) if generate else None
     max_new = len(lm.tokenizer(" " * task.max_answer_chars, add_special_tokens=False)["input_ids"]) + 1
     was_training = lm.model.training
     lm.model.eval()
@@ -31,7 +60,8 @@ def score_task(
         with torch.no_grad():
             for start in range(0, len(data), batch_size):
                 rows = data[start : start + batch_size]
-                preds += lm.generate(rows["prompt"], max_new_tokens=max_new)
+                if generate:
+                    preds += lm.generate(rows["prompt"], max_new_tokens=max_new)
                 feats = [lm.encode(p, c) for p, c in zip(rows["prompt"], rows["completion"])]
                 batch = {k: v.to(lm.model.device) for k, v in lm.collate(feats).items()}
                 s, n = lm.token_losses(batch)
@@ -39,11 +69,13 @@ def score_task(
                 tok_sum += int(n.sum())
     finally:
         lm.model.train(was_training)
-    return {
-        "score": metric(preds, list(data["completion"])),
-        "loss": loss_sum / max(tok_sum, 1),
-        "n": len(data),
-    }
+    loss = loss_sum / max(tok_sum, 1)
+    if not generate:
+        return {"score": text_score(loss), "loss": loss, "n": len(data), "headline": TEXT_HEADLINE,
+                "perplexity": perplexity(loss), "metrics": {TEXT_HEADLINE: text_score(loss)}}
+    values = metric.compute(preds, _references(data))
+    return {"score": values[metric.headline], "loss": loss, "n": len(data), "headline": metric.headline,
+            "metrics": values}
 
 
 def score_tasks(
@@ -52,5 +84,18 @@ def score_tasks(
     split: str = "test",
     batch_size: int = 256,
     max_examples: int | None = None,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     return {name: score_task(lm, t, split, batch_size, max_examples) for name, t in tasks.items()}
+
+
+def describe_metrics(tasks: dict[str, InstructionTask]) -> dict[str, dict[str, Any]]:
+    """Per task: which metric scored it, its headline and the library versions that computed it, plus the
+    rows its loader skipped on purpose; meant for metrics.json."""
+    out = {}
+    for name, task in tasks.items():
+        if task.kind == "text":
+            info = {"name": "perplexity", "headline": TEXT_HEADLINE, "libraries": {}}
+        else:
+            info = resolve_metric(task.metric).describe()
+        out[name] = {**info, "kind": task.kind, "skipped_rows": task.skipped_rows}
+    return out

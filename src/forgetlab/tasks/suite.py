@@ -21,6 +21,10 @@ class TaskSuite:
     def eval_tasks(self) -> dict[str, InstructionTask]:
         return {n: self.tasks[n] for n in self.eval}
 
+    def skipped_rows(self) -> dict[str, int]:
+        """Rows each task's loader skipped on purpose (`skip_empty: true`), for metrics.json."""
+        return {n: t.skipped_rows for n, t in self.tasks.items()}
+
     def fingerprints(self) -> dict[str, dict[str, str]]:
         return {n: {s: t.fingerprint(s) for s in t.splits} for n, t in self.tasks.items()}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from datasets import Dataset
 
@@ -15,14 +16,24 @@ SPLITS = ("train", "validation", "test")
 
 @dataclass
 class InstructionTask:
-    """Splits share no input; every row has `task`, `prompt`, `completion` and `key` (the raw input)."""
+    """Splits share no input; every row has `task`, `prompt`, `completion` and `key` (the raw input).
+
+    `metric` is anything `forgetlab.evaluation.metrics.resolve_metric` accepts (usually a registry name).
+    Rows may also hold `references` (list[str]) when an example has several acceptable answers.
+    `kind` says how the task was built ("instruction", "summarization", "ner", "classification": generate,
+    then score with `metric`) or "text" (held-out text: prompt "", completion = the text; never
+    generated, scored by its per-token loss only). `skipped_rows` counts input rows
+    the loader left out on purpose (e.g. empty references with `skip_empty: true`).
+    """
 
     name: str
-    metric: str
+    metric: Any
     splits: dict[str, Dataset]
     max_answer_chars: int = 32
     description: str = ""
     templates: list[str] = field(default_factory=list)
+    kind: str = "instruction"
+    skipped_rows: int = 0
 
     def fingerprint(self, split: str) -> str:
         """A content hash of one split, recorded so a rerun can tell whether its data changed."""
