@@ -130,6 +130,28 @@ class EvalConfig:
 
 
 @dataclass
+class DiagnosticsConfig:
+    """What a finished run measures about its weights (metrics.json `weight_movement`)."""
+
+    spectral: bool = knob(True, "count intruder dimensions of every linear layer (Shuttleworth et al. 2025)")
+    intruder_k: int = knob(10, "top-k singular vectors of the fine-tuned matrix checked for intruders", min=1)
+    intruder_eps: float = knob(0.5, "a singular vector is an intruder when its best cosine similarity to the "
+                                    "pre-trained matrix's singular vectors is below this", min=0.0, max=1.0)
+    max_numel: int | None = knob(4_000_000, "skip matrices larger than this (a 7B model must not spend an hour "
+                                            "here); null = no cap", min=1)
+
+
+@dataclass
+class SelectConfig:
+    """Choosing a checkpoint under a forgetting budget from the periodic evaluation history."""
+
+    max_forgetting: float | None = knob(None, "keep the step with the best target score whose mean forgetting on "
+                                              "the old tasks (validation, points) is at most this; null = off",
+                                        min=0.0)
+    budgets: list[float] = knob([1.0, 2.0, 5.0, 10.0], "budgets the report marks the best step under, per run")
+
+
+@dataclass
 class TasksConfig:
     """The tasks of an experiment (built by `_target_`, forgetlab.tasks.suite.build_suite)."""
 
@@ -174,6 +196,8 @@ class TrainConfig:
     checkpoint_every_n_steps: int = knob(100, "save checkpoints/last.ckpt every N steps (a killed run resumes)",
                                          min=1)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     base: BaseStageConfig = field(default_factory=BaseStageConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
