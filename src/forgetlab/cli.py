@@ -25,6 +25,7 @@ from forgetlab.utils import sweep
 from forgetlab.utils.io import write_json
 
 log = logging.getLogger(__name__)
+EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
 
 
 def run_and_record(cfg: DictConfig) -> dict:
@@ -34,6 +35,7 @@ def run_and_record(cfg: DictConfig) -> dict:
     so a failure never lets the next job log into this job's run.
     """
     from forgetlab.run import run_experiment
+    from forgetlab.training.preemption import is_interruption
     from forgetlab.utils.wandb_run import WandbSession
 
     run_dir = Path(cfg.paths.output_dir)
@@ -41,12 +43,17 @@ def run_and_record(cfg: DictConfig) -> dict:
         try:
             metrics = run_experiment(cfg, wandb)
         except BaseException as err:
+            interrupted = is_interruption(err)
             write_json(run_dir / METRICS_FILE, {
-                "status": "failed",
+                "status": "interrupted" if interrupted else "failed",
                 "run_name": cfg.get("run_name"),
                 "error": f"{type(err).__name__}: {err}",
                 "traceback": traceback.format_exc(),
             })
+            if interrupted:
+                # SIGTERMException is a SystemExit with code None (exit 0); a scheduler must see non-zero.
+                log.warning("interrupted; the same command resumes from %s", shown(run_dir / "checkpoints"))
+                raise SystemExit(EXIT_INTERRUPTED) from err
             raise
         wandb.log_results(metrics)
         return metrics

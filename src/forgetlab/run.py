@@ -28,6 +28,7 @@ from forgetlab.strategies.weight_movement import snapshot_weights, weight_moveme
 from forgetlab.tasks.suite import TaskSuite
 from forgetlab.training.base_stage import load_or_train_base
 from forgetlab.training.callbacks import PeriodicEvaluation
+from forgetlab.training.checkpoint_files import usable_checkpoint
 from forgetlab.training.fit import fit
 from forgetlab.training.mixing import build_training_data, composition
 from forgetlab.training.progress import StepProgress
@@ -118,9 +119,8 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
                                      callbacks=callbacks)
     checkpoints = next((Path(c.dirpath) for c in callbacks if isinstance(c, ModelCheckpoint) and c.dirpath),
                        run_dir / CHECKPOINT_DIR)
-    resume = checkpoints / "last.ckpt"
-    stats = fit(lm, train, trainer, optim, config.seed, penalty=penalty,
-                ckpt_path=str(resume) if resume.exists() else None)
+    resume = usable_checkpoint(checkpoints / "last.ckpt")  # a corrupt one is set aside with a warning
+    stats = fit(lm, train, trainer, optim, config.seed, penalty=penalty, ckpt_path=str(resume) if resume else None)
 
     after = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
     save_final_model(lm, run_dir, base["path"] + "/model" if base else cfg.model.build.get("name_or_path"))

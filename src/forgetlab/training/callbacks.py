@@ -30,7 +30,7 @@ class PeriodicEvaluation(L.Callback):
             logger.log_metrics(flat, step=step)
 
     def on_train_start(self, trainer, pl_module) -> None:
-        if self.every > 0:
+        if self.every > 0 and not self.history:  # a resumed run has its history (and step) from the checkpoint
             self._evaluate(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
