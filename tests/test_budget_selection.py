@@ -35,7 +35,7 @@ def drive(selector: BudgetSelection, history: list[dict], model: Tiny, upto: int
     """Replay `history` as training would: weights change every step (= the step number), the periodic
     evaluation appends its entry, then the selector runs. Returns the trainer stand-in."""
     periodic = PeriodicEvaluation(every_n_steps=10)
-    trainer = SimpleNamespace(callbacks=[periodic, selector], global_step=0)
+    trainer = SimpleNamespace(callbacks=[periodic, selector], global_step=0, is_global_zero=True)
     module = SimpleNamespace(lm=SimpleNamespace(model=model))
     for entry in history if upto is None else [h for h in history if h["step"] <= upto]:
         trainer.global_step = entry["step"]

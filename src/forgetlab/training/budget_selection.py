@@ -97,7 +97,8 @@ class BudgetSelection(L.Callback):
         # Earlier entries never change, so a new choice is always the step just evaluated.
         if choice is None or unchanged or choice["step"] != trainer.global_step:
             return
-        save_selected(self.path, choice["step"], trainable_weights(pl_module.lm.model))
+        if trainer.is_global_zero:   # one writer; every rank keeps the same choice
+            save_selected(self.path, choice["step"], trainable_weights(pl_module.lm.model))
         self.selection = {**choice, "validation": history[-1]["scores"]}
         log.info("budget %g: kept step %d (target %.2f, forgetting %.2f)", self.max_forgetting, choice["step"],
                  choice["target_score"], choice["mean_forgetting"])
@@ -112,7 +113,7 @@ class BudgetSelection(L.Callback):
         self._update(trainer, pl_module)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
-        if self.enabled and self.path.is_file():
+        if self.enabled and trainer.is_global_zero and self.path.is_file():
             _pin(self.path, self.dirpath / PINNED_FILE)
 
     @property
@@ -183,7 +184,6 @@ def score_selected(lm: LanguageModel, callbacks: Sequence[L.Callback], tasks: Ma
     return {
         "budget": choice["budget"],
         "step": choice["step"],
-        "checkpoint": str(selector.path),
         "validation_target_score": choice["target_score"],
         "validation_mean_forgetting": choice["mean_forgetting"],
         "validation": choice["validation"],
