@@ -128,8 +128,12 @@ def test_plots_and_self_contained_html(report):
         path = report.files[name]
         assert path.name == filename and path.parent == report.out
         assert path.stat().st_size > 1000 and path.read_bytes().startswith(PNG_MAGIC)
+    # one trajectory per group with a history (its lowest seed), none for runs without one
+    assert [k for k in report.plots if k not in PLOT_FILES] == [
+        "trajectory: full (seed 0)", "trajectory: lora (seed 0)", "trajectory: replay (seed 0)"]
+    assert report.plots["trajectory: lora (seed 0)"].name == "trajectory_02.png"
     page = report.files["html"].read_text()
-    assert page.count('src="data:image/png;base64,') == len(PLOT_FILES)
+    assert page.count('src="data:image/png;base64,') == len(report.plots)
     assert "<table>" in page and "<td>full</td>" in page and "30.00 ± 14.14" in page
     # reproduce commands: recorded by the run, else rebuilt from .hydra/overrides.yaml
     assert "forgetlab strategy=replay seed=0 logger=csv" in page
@@ -251,7 +255,8 @@ def test_real_tiny_run_renders(tiny_run, cache_dir, tmp_path):
     for name in PLOT_FILES:
         assert report.files[name].stat().st_size > 1000
     page = report.files["html"].read_text()
-    assert page.count("data:image/png;base64,") == len(PLOT_FILES) and ours[0].display in page
+    assert page.count("data:image/png;base64,") == len(report.plots) and ours[0].display in page
+    assert any(name.startswith("trajectory: ") for name in report.plots)
 
     # The run alone: the table is its own numbers.
     alone = build_report([run_dir], tmp_path / "alone")
@@ -263,3 +268,60 @@ def test_real_tiny_run_renders(tiny_run, cache_dir, tmp_path):
     assert set(group.task_forgetting) == set(metrics["forgetting"])
     assert [s for s, _ in group.curves["forgetting"]] == [h["step"] for h in metrics["history"]]
     assert ours[0].command.startswith("forgetlab")
+
+
+def test_budgets_and_continual_sections(tree, tmp_path):
+    """over_time/: two continual runs (hand-made 4x4 score matrices) and two runs with a history, one of them
+    with a forgetting budget (select.max_forgetting=5, budgets [2, 5]) and one from before budgets existed."""
+    report = build_report([tree / "over_time"], tmp_path / "out")
+    groups = by_label(report)
+    replay, sequential = groups["replay"], groups["sequential"]
+
+    # BWT: seed 0 ((50-80) + (70-90))/2 = -25, seed 1 -20; FWT ((25-20) + (40-30))/2 = 7.5 in both;
+    # forgetting (Chaudhry): seed 0 (30 + 20)/2 = 25, seed 1 20.
+    assert sequential.stats["backward_transfer"].mean == pytest.approx(-22.5)
+    assert sequential.stats["backward_transfer"].std == pytest.approx(2.5 * SQRT2)
+    assert (sequential.stats["forward_transfer"].mean, sequential.stats["forward_transfer"].std) == (7.5, 0.0)
+    assert sequential.stats["forgetting_chaudhry"].mean == pytest.approx(22.5)
+    assert replay.stats["backward_transfer"].n == 0
+
+    # Best step under budgets: seed 0 recorded [2, 5] (target 40 at step 10, 60 at step 20); seed 1 (target
+    # 10 points higher) is computed from its history under the standard budgets 1, 2, 5, 10.
+    assert {b: (s.mean, s.n) for b, s in replay.budget_scores.items()} == {
+        "1": (50.0, 1), "2": (45.0, 2), "5": (65.0, 2), "10": (70.0, 1)}
+    assert replay.budget_scores["5"].std == pytest.approx(5 * SQRT2)
+    assert {b: s.mean for b, s in replay.budget_steps.items()} == {"1": 10, "2": 10, "5": 20, "10": 20}
+    assert (replay.stats["selected_step"].mean, replay.stats["selected_step"].n) == (20, 1)
+    assert replay.stats["selected_target_gain"].mean == pytest.approx(55.0)
+    assert replay.stats["selected_mean_forgetting"].mean == pytest.approx(2.5)
+
+    md = report.files["markdown"].read_text()
+    assert "| BWT | FWT | forgetting (continual) | selected step | selected: target gain |" in md
+    assert "| -22.50 ± 3.54 | 7.50 ± 0.00 | 22.50 ± 3.54 |" in md
+    budgets = md.split("## Best step under forgetting budgets", 1)[1].split("## Runs", 1)[0]
+    assert "| group | n | forgetting ≤ 1 | forgetting ≤ 2 | forgetting ≤ 5 | forgetting ≤ 10 |" in budgets
+    assert "| replay | 2 | 50.00 (n=1) (step 10) | 45.00 ± 7.07 (step 10) | 65.00 ± 7.07 (step 20) | " \
+           "70.00 (n=1) (step 20) |" in budgets
+    assert "| sequential |" not in budgets   # no history, no row
+    with open(report.files["csv"], newline="") as f:
+        rows = {row["group"]: row for row in csv.DictReader(f)}
+    assert float(rows["sequential"]["backward_transfer_mean"]) == pytest.approx(-22.5)
+    assert float(rows["replay"]["budget_5_target_mean"]) == pytest.approx(65.0)
+    assert float(rows["replay"]["budget_5_step_mean"]) == 20.0 and rows["sequential"]["budget_5_step_mean"] == ""
+
+    assert list(report.plots)[len(PLOT_FILES):] == [
+        "trajectory: replay (seed 0)", "continual matrix: sequential (seed 0)",
+        "continual stages: sequential (seed 0)"]
+    for path in report.plots.values():
+        assert path.stat().st_size > 1000 and path.read_bytes().startswith(PNG_MAGIC)
+    page = report.files["html"].read_text()
+    assert page.count('src="data:image/png;base64,') == len(report.plots)
+    assert "Best step under forgetting budgets" in page and "65.00 ± 7.07 (step 20)" in page
+
+
+def test_plain_runs_get_no_optional_columns(report):
+    md = report.files["markdown"].read_text()
+    assert "BWT" not in md and "selected step" not in md
+    # their histories still give the best step under the standard budgets: full seed 0 forgets 10 by step 10
+    assert set(by_label(report)["full"].budget_scores) == {"1", "2", "5", "10"}
+    assert "## Best step under forgetting budgets" in md

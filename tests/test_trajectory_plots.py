@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from matplotlib.image import imread
 
-from forgetlab.evaluation.selection import select_under_budget, trajectory
+from forgetlab.evaluation.selection import best_under_budgets, select_under_budget, trajectory
 from forgetlab.report.trajectory_plots import (
     plot_continual_matrix,
     plot_learning_forgetting_trajectory,
@@ -60,5 +60,8 @@ def test_trajectory_plot_with_selected_point(tmp_path):
     path = plot_learning_forgetting_trajectory(points, tmp_path / "traj.png", selected=chosen, budget=5)
     assert is_png(path)
     assert is_png(plot_learning_forgetting_trajectory(points, tmp_path / "plain.png"))
+    marks = best_under_budgets(history, "t", (0, 5, 100, -1))   # steps 0, 20, 30 and one None
+    marked = plot_learning_forgetting_trajectory(points, tmp_path / "marked.png", budget_points=marks)
+    assert is_png(marked) and not (imread(marked) == imread(tmp_path / "plain.png")).all()
     with pytest.raises(ValueError, match="no trajectory points"):
         plot_learning_forgetting_trajectory([], tmp_path / "empty.png")

@@ -27,6 +27,7 @@ from forgetlab.strategies.saving import save_final_model
 from forgetlab.strategies.weight_movement import snapshot_weights, weight_movement
 from forgetlab.tasks.suite import TaskSuite
 from forgetlab.training.base_stage import load_or_train_base
+from forgetlab.training.budget_selection import budget_table, score_selected
 from forgetlab.training.callbacks import PeriodicEvaluation
 from forgetlab.training.checkpoint_files import usable_checkpoint
 from forgetlab.training.fit import fit
@@ -123,6 +124,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
     stats = fit(lm, train, trainer, optim, config.seed, penalty=penalty, ckpt_path=str(resume) if resume else None)
 
     after = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
+    selected = score_selected(lm, callbacks, eval_tasks, evalc, before, suite.target)  # None without a budget
     save_final_model(lm, run_dir, base["path"] + "/model" if base else cfg.model.build.get("name_or_path"))
     periodic = next((c for c in callbacks if isinstance(c, PeriodicEvaluation)), None)
     metrics = {
@@ -142,6 +144,9 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
         "mixture": {"configured": rates, "sampled": composition(train)},
         "base": None if base is None else {k: base[k] for k in ("key", "path", "weights_sha256", "cached")},
         "history": periodic.history if periodic is not None else [],
+        "selected": selected,
+        "best_under_budgets": budget_table(periodic.history if periodic else [], suite.target,
+                                           config.select.budgets),
         "weight_movement": weight_movement(start, lm.model),
         # Wall-clock numbers describe the machine, not the experiment: the reproduce check ignores them.
         "timing": {"train_wall_time_s": stats["train_wall_time_s"], "tokens_per_s": stats["tokens_per_s"],

@@ -12,6 +12,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from forgetlab.config.schema import SelectConfig
+from forgetlab.evaluation.selection import best_under_budgets
 from forgetlab.report.collect import Run
 
 # Overrides that never define a group: repetitions (seed) and where/how things were written or logged.
@@ -20,6 +22,8 @@ IGNORED_PREFIXES = ("paths.", "hydra.", "logger", "trainer.devices", "checkpoint
 # Fields of metrics.json that must never be mixed inside one group, even if no override says so.
 IDENTITY_FIELDS = ("strategy", "model", "target")
 DEFAULT = "(default)"
+# Budgets (mean forgetting points) the report marks the best step under, for runs that recorded none.
+STANDARD_BUDGETS = tuple(SelectConfig().budgets)
 # Overrides that may tell groups apart but say nothing about the method: left out of a group's display
 # label unless two labels would otherwise be the same (the full key stays in Group.key / the CSV).
 BOOKKEEPING_KEYS = ("sweep_name", "skip_completed", "optimized_metrics")
@@ -63,6 +67,9 @@ class Group:
     before: dict[str, Stat] = field(default_factory=dict)   # task -> score before fine-tuning
     after: dict[str, Stat] = field(default_factory=dict)    # task -> score after fine-tuning
     curves: dict[str, list[tuple[int, Stat]]] = field(default_factory=dict)  # forgetting / target vs step
+    # budget ("5") -> target score (validation) / step at the best step under that budget
+    budget_scores: dict[str, Stat] = field(default_factory=dict)
+    budget_steps: dict[str, Stat] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -189,7 +196,11 @@ def _fraction_percent(run: Run) -> Any:
     return frac * 100 if isinstance(frac, (int, float)) else None
 
 
-# Table columns: name -> how to read the value from one run.
+def _section(run: Run, name: str, key: str) -> Any:
+    return (run.get(name) or {}).get(key) if isinstance(run.get(name), dict) else None
+
+
+# Table columns: name -> how to read the value from one run (continual and selected: None where absent).
 RUN_VALUES = {
     "target_gain": lambda r: r.get("target_gain"),
     "mean_forgetting": lambda r: r.get("mean_forgetting"),
@@ -197,6 +208,12 @@ RUN_VALUES = {
     "trainable_pct": _fraction_percent,
     "tokens_per_s": lambda r: (r.get("timing") or {}).get("tokens_per_s"),
     "train_wall_time_s": lambda r: (r.get("timing") or {}).get("train_wall_time_s"),
+    "backward_transfer": lambda r: _section(r, "continual", "backward_transfer"),
+    "forward_transfer": lambda r: _section(r, "continual", "forward_transfer"),
+    "forgetting_chaudhry": lambda r: _section(r, "continual", "forgetting_chaudhry"),
+    "selected_step": lambda r: _section(r, "selected", "step"),
+    "selected_target_gain": lambda r: (_section(r, "selected", "test_summary") or {}).get("target_gain"),
+    "selected_mean_forgetting": lambda r: (_section(r, "selected", "test_summary") or {}).get("mean_forgetting"),
 }
 
 
@@ -210,9 +227,28 @@ def _score(scores: dict, task: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _history(run: Run) -> list[dict]:
+    return [h for h in run.get("history") or [] if isinstance(h, dict) and isinstance(h.get("scores"), dict)]
+
+
+def run_budgets(run: Run) -> dict[str, dict | None]:
+    """Budget -> best step under it (`selection.select_under_budget` output): as the run recorded it, else
+    computed from its history under the standard budgets (runs made before runs recorded it)."""
+    recorded = run.get("best_under_budgets")
+    if isinstance(recorded, dict):
+        return recorded
+    history = _history(run)
+    if len(history) < 2:
+        return {}
+    try:
+        return best_under_budgets(history, _targets(run), STANDARD_BUDGETS)
+    except ValueError:   # a history without the target or without old tasks: nothing to choose from
+        return {}
+
+
 def run_curves(run: Run) -> dict[str, dict[int, float]]:
     """Per step: mean over non-target tasks of (first history score - score now), and the target score."""
-    history = [h for h in run.get("history") or [] if isinstance(h, dict) and isinstance(h.get("scores"), dict)]
+    history = _history(run)
     if not history:
         return {"forgetting": {}, "target": {}}
     first = history[0]["scores"]
@@ -252,6 +288,10 @@ def summarize(label: str, key: dict[str, str], runs: list[Run]) -> Group:
         setattr(group, which, {t: mean_std([s.get(t) for s in per_run]) for t in all_tasks})
     curves = [run_curves(r) for r in runs]
     group.curves = {name: _curve_stats([c[name] for c in curves]) for name in ("forgetting", "target")}
+    chosen = [run_budgets(r) for r in runs]
+    budgets = sorted({b for c in chosen for b in c}, key=_natural)
+    group.budget_scores = {b: mean_std([(c.get(b) or {}).get("target_score") for c in chosen]) for b in budgets}
+    group.budget_steps = {b: mean_std([(c.get(b) or {}).get("step") for c in chosen]) for b in budgets}
     return group
 
 

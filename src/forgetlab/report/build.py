@@ -9,6 +9,7 @@ from forgetlab.report.aggregate import Group, group_runs
 from forgetlab.report.collect import Run, collect_runs
 from forgetlab.report.html import write_html
 from forgetlab.report.plots import write_plots
+from forgetlab.report.run_plots import write_run_plots
 from forgetlab.report.tables import write_csv, write_markdown
 
 
@@ -42,7 +43,7 @@ def build_report(paths: list[str | Path], out: str | Path | None = None) -> Repo
     out.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(paths, exclude=[out])
     groups = group_runs(runs)
-    plots = write_plots(groups, out)
+    plots = {**write_plots(groups, out), **write_run_plots(groups, out)}
     sources = [str(p) for p in paths]
     files = {
         "markdown": write_markdown(out / "report.md", groups, runs, plots, sources),

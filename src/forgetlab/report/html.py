@@ -9,7 +9,15 @@ from pathlib import Path
 
 from forgetlab.report.aggregate import Group
 from forgetlab.report.collect import Run
-from forgetlab.report.tables import EXPLAIN, failed_table, group_table, run_table
+from forgetlab.report.tables import (
+    BUDGET_EXPLAIN,
+    EXPLAIN,
+    all_budgets,
+    budget_table,
+    failed_table,
+    group_table,
+    run_table,
+)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -57,6 +65,9 @@ def write_html(path: Path, groups: list[Group], runs: list[Run], plots: dict[str
         "<h2>Groups</h2>",
         _table(*group_table(groups)) if groups else "<p><em>No completed runs.</em></p>",
     ]
+    if all_budgets(groups):
+        parts += ["<h2>Best step under forgetting budgets</h2>", f"<p>{escape(BUDGET_EXPLAIN)}</p>",
+                  _table(*budget_table(groups))]
     if plots:
         parts.append("<h2>Plots</h2>")
         for name, png in plots.items():

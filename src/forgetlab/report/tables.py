@@ -18,7 +18,20 @@ METRICS = [
     ("tokens_per_s", "tokens/s", 0),
     ("train_wall_time_s", "train wall time (s)", 1),
 ]
+# Columns only some runs have (continual sequences, a forgetting budget): shown when a group has a value.
+OPTIONAL_METRICS = [
+    ("backward_transfer", "BWT", 2),
+    ("forward_transfer", "FWT", 2),
+    ("forgetting_chaudhry", "forgetting (continual)", 2),
+    ("selected_step", "selected step", 0),
+    ("selected_target_gain", "selected: target gain", 2),
+    ("selected_mean_forgetting", "selected: mean forgetting", 2),
+]
 TASK_DECIMALS = 2
+BUDGET_EXPLAIN = ("Per budget (mean forgetting on the old tasks, validation, points): the target's validation score "
+                  "at the best periodic-evaluation step whose forgetting is within it, mean ± std over the group's "
+                  "runs, with the mean step. Runs with `select.max_forgetting` kept that step's checkpoint and scored "
+                  "it on the test split: the `selected` columns of the group table.")
 EXPLAIN = ("Values are mean ± sample std (n-1) over the runs of a group; a group differs from the others in the "
            "overrides named in its label (seeds are averaged; overrides at their default and the sweep name are named "
            "only where needed to tell groups apart; report.csv has every override). Forgetting = score before - "
@@ -45,16 +58,42 @@ def all_tasks(groups: list[Group]) -> list[str]:
     return sorted({t for g in groups for t in g.task_forgetting})
 
 
+def shown_metrics(groups: list[Group]) -> list[tuple[str, str, int]]:
+    """METRICS, then the optional columns some group has a value for."""
+    return METRICS + [m for m in OPTIONAL_METRICS if any(g.stats[m[0]].n for g in groups)]
+
+
+def all_budgets(groups: list[Group]) -> list[str]:
+    return sorted({b for g in groups for b in g.budget_scores}, key=float)
+
+
 def group_table(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
     """Headers and display rows, one row per group."""
-    tasks = all_tasks(groups)
-    headers = ["group", "strategy", "n", *[title for _, title, _ in METRICS], *[f"forgetting: {t}" for t in tasks]]
+    tasks, metrics = all_tasks(groups), shown_metrics(groups)
+    headers = ["group", "strategy", "n", *[title for _, title, _ in metrics], *[f"forgetting: {t}" for t in tasks]]
     rows = []
     for g in groups:
         row = [g.label, g.strategy, str(g.n)]
-        row += [fmt_stat(g.stats[name], dec, g.n) for name, _, dec in METRICS]
+        row += [fmt_stat(g.stats[name], dec, g.n) for name, _, dec in metrics]
         row += [fmt_stat(g.task_forgetting[t], TASK_DECIMALS, g.n) if t in g.task_forgetting else "" for t in tasks]
         rows.append(row)
+    return headers, rows
+
+
+def budget_table(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
+    """One row per group with a history: 'score ± std (step s)' per budget."""
+    budgets = all_budgets(groups)
+    headers = ["group", "n", *[f"forgetting ≤ {b}" for b in budgets]]
+    rows = []
+    for g in groups:
+        if not g.budget_scores:
+            continue
+        cells = []
+        for b in budgets:
+            score, step = g.budget_scores.get(b), g.budget_steps.get(b)
+            text = fmt_stat(score, 2, g.n) if score else ""
+            cells.append(f"{text} (step {step.mean:g})" if text and step and step.mean is not None else text)
+        rows.append([g.label, str(g.n), *cells])
     return headers, rows
 
 
@@ -97,6 +136,8 @@ def write_markdown(path: Path, groups: list[Group], runs: list[Run], plots: dict
         "",
         markdown_table(*group_table(groups)) if groups else "_No completed runs._",
         "",
+        *(["## Best step under forgetting budgets", "", BUDGET_EXPLAIN, "", markdown_table(*budget_table(groups)), ""]
+          if all_budgets(groups) else []),
         "## Runs",
         "",
         markdown_table(*run_table(runs, groups)) if done else "_No completed runs._",
@@ -117,18 +158,21 @@ def write_csv(path: Path, groups: list[Group]) -> Path:
     """One row per group; every statistic as its own mean and std column, so it loads without parsing."""
     fixed = ("group", "group_overrides", "strategy", "n")   # a key of the same name is in group_overrides
     keys = sorted({k for g in groups for k in g.key} - set(fixed))
-    tasks = all_tasks(groups)
+    tasks, metrics, budgets = all_tasks(groups), shown_metrics(groups), all_budgets(groups)
     headers = [*fixed[:2], *keys, *fixed[2:]]
-    for name, _, _ in METRICS:
+    for name, _, _ in metrics:
         headers += [f"{name}_mean", f"{name}_std"]
     for t in tasks:
         headers += [f"forgetting_{t}_mean", f"forgetting_{t}_std"]
+    for b in budgets:
+        headers += [f"budget_{b}_target_mean", f"budget_{b}_target_std", f"budget_{b}_step_mean", f"budget_{b}_step_std"]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(headers)
         for g in groups:
-            stats = [g.stats[name] for name, _, _ in METRICS] + [g.task_forgetting.get(t, Stat(None, None, 0))
-                                                                  for t in tasks]
+            none = Stat(None, None, 0)
+            stats = [g.stats[name] for name, _, _ in metrics] + [g.task_forgetting.get(t, none) for t in tasks]
+            stats += [s for b in budgets for s in (g.budget_scores.get(b, none), g.budget_steps.get(b, none))]
             row = [g.label, g.overrides, *[g.key.get(k, "") for k in keys], g.strategy, g.n]
             for s in stats:
                 row += ["" if s.mean is None else repr(s.mean), "" if s.std is None else repr(s.std)]

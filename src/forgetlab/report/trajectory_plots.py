@@ -82,10 +82,12 @@ def plot_task_scores_over_stages(matrix: Matrix, tasks: Sequence[str], stages: S
 
 def plot_learning_forgetting_trajectory(points: Sequence[Mapping], path: str | Path,
                                         selected: Mapping | None = None, budget: float | None = None,
-                                        title: str = "Learning vs forgetting during training") -> Path:
+                                        title: str = "Learning vs forgetting during training",
+                                        budget_points: Mapping[str, Mapping | None] | None = None) -> Path:
     """A run's path through (mean forgetting, target score), one point per evaluated step coloured by step
     (`selection.trajectory` output); the selected checkpoint (`select_under_budget` output) as a star and
-    the budget as a dashed vertical line."""
+    the budget as a dashed vertical line. `budget_points` (`best_under_budgets` output) outlines the best
+    step under each budget, labelled with the budgets that choose it."""
     if not points:
         raise ValueError("no trajectory points to plot")
     points = sorted(points, key=lambda p: p["step"])
@@ -99,6 +101,15 @@ def plot_learning_forgetting_trajectory(points: Sequence[Mapping], path: str | P
         ax.annotate(f"step {step:g}", (x, y), textcoords="offset points", xytext=(6, 5), fontsize=7.5)
     if budget is not None:
         ax.axvline(budget, ls="--", color="black", lw=1, label=f"budget {budget:g}")
+    by_step: dict[int, tuple[Mapping, list[str]]] = {}
+    for name, point in (budget_points or {}).items():
+        if point is not None:
+            by_step.setdefault(point["step"], (point, []))[1].append(name)
+    for point, names in by_step.values():
+        ax.scatter([point["mean_forgetting"]], [point["target_score"]], marker="s", s=110, facecolor="none",
+                   edgecolor="red", lw=1.2, zorder=3)
+        ax.annotate("best at forgetting ≤ " + ", ".join(names), (point["mean_forgetting"], point["target_score"]),
+                    textcoords="offset points", xytext=(7, -13), fontsize=7.5, color="red")
     if selected is not None:
         ax.scatter([selected["mean_forgetting"]], [selected["target_score"]], marker="*", s=260, color="red",
                    edgecolor="black", zorder=4, label=f"selected: step {selected['step']}")
