@@ -42,5 +42,5 @@ def tiny_run(tmp_path_factory, cache_dir):
     from forgetlab.run import run_experiment
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
-    metrics = run_experiment(compose_config(TINY, run_dir, cache_dir))
+    metrics = run_experiment(compose_config([*TINY, "trainer.log_every_n_steps=1"], run_dir, cache_dir))
     return run_dir, metrics

@@ -94,10 +94,11 @@ def test_multirun_one_failing_job_then_relaunch_skips_completed(env, module_cach
     args = ["-m", *SMALL, "logger=wandb", "strategy=full,replay", "seed=0,1", "sweep_name=s2x2"]
     jobs = {(s, seed): job_dir(sweep, [*SMALL, "logger=wandb", f"strategy={s}", f"seed={seed}"])
             for s in ("full", "replay") for seed in (0, 1)}
-    # one job finds a corrupt checkpoint to resume from and fails; the other three must finish
+    # one job cannot write its checkpoints (a file stands where its checkpoints/ folder goes) and fails;
+    # the other three must finish
     broken = jobs[("replay", 1)]
-    (broken / "checkpoints").mkdir(parents=True)
-    (broken / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
+    broken.mkdir(parents=True)
+    (broken / "checkpoints").write_bytes(b"in the way")
 
     proc = forgetlab(args, env, module_cache)
     log = proc.stdout + proc.stderr
@@ -130,7 +131,7 @@ def test_multirun_one_failing_job_then_relaunch_skips_completed(env, module_cach
     assert runs[("replay", 1)]["summary"]["status"] == "failed" and runs[("replay", 1)]["exit"] == 1
 
     # relaunch after the fault is gone: the completed jobs are skipped, the failed one reruns
-    (broken / "checkpoints" / "last.ckpt").unlink()
+    (broken / "checkpoints").unlink()
     mtimes = {key: (d / "metrics.json").stat().st_mtime_ns for key, d in jobs.items()}
     proc = forgetlab(args, env, module_cache)
     log = proc.stdout + proc.stderr

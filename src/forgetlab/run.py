@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from forgetlab import __version__
 from forgetlab.config import TrainConfig, validate
 from forgetlab.evaluation.forgetting import summarize_forgetting
-from forgetlab.evaluation.scoring import score_tasks
+from forgetlab.evaluation.scoring import describe_metrics, score_tasks
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.run_dirs import CHECKPOINT_DIR, METRICS_FILE
 from forgetlab.strategies.adapters import apply_params
@@ -142,6 +142,8 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
         "tokens_seen": stats["tokens_seen"],
         "steps": stats["steps"],
         "mixture": {"configured": rates, "sampled": composition(train)},
+        "metric_info": describe_metrics(eval_tasks),  # which metric (and library version) scored each task
+        "skipped_rows": suite.skipped_rows(),  # rows dropped on purpose by a task's loader (e.g. skip_empty)
         "base": None if base is None else {k: base[k] for k in ("key", "path", "weights_sha256", "cached")},
         "history": periodic.history if periodic is not None else [],
         "selected": selected,

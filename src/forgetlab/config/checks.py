@@ -40,6 +40,9 @@ def validate(cfg: DictConfig) -> TrainConfig:
     check_scheduler("strategy.optim.scheduler", typed.strategy.optim.scheduler)
     check_scheduler("base.scheduler", typed.base.scheduler)
     check_strategy_config(typed.strategy)
+    if typed.select.max_forgetting is not None and typed.eval.every_n_steps == 0:
+        raise ConfigError(f"select.max_forgetting={typed.select.max_forgetting} chooses among the periodic "
+                          "evaluations, but eval.every_n_steps=0 turns them off; set eval.every_n_steps >= 1")
     return typed
 
 
