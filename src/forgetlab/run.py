@@ -142,7 +142,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
         "mixture": {"configured": rates, "sampled": composition(train)},
         "base": None if base is None else {k: base[k] for k in ("key", "path", "weights_sha256", "cached")},
         "history": periodic.history if periodic is not None else [],
-        "weight_movement": weight_movement(start, lm.model),
+        "weight_movement": weight_movement(start, lm.model, config.diagnostics),
         # Wall-clock numbers describe the machine, not the experiment: the reproduce check ignores them.
         "timing": {"train_wall_time_s": stats["train_wall_time_s"], "tokens_per_s": stats["tokens_per_s"],
                    "wall_time_s": time.perf_counter() - started,
