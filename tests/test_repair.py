@@ -31,7 +31,7 @@ def run_copy(tiny_run, tmp_path) -> tuple[Path, dict]:
     return Path(shutil.copytree(run_dir, tmp_path / "run")), metrics
 
 
-def test_lambda_one_reproduces_the_run_and_leaves_its_files_alone(run_copy, capsys):
+def test_lambda_one_reproduces_the_run_and_leaves_its_files_alone(run_copy, capsys, tmp_path):
     run_dir, metrics = run_copy
     files = hashes(run_dir)
     assert main([str(run_dir), "--lambdas", "1", "0", "--budget", "1000"]) == 0
@@ -46,6 +46,14 @@ def test_lambda_one_reproduces_the_run_and_leaves_its_files_alone(run_copy, caps
     assert out["best"]["lambda"] in (0.0, 1.0) and out["budget"] == 1000
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("lambda=1 ") and lines[1].startswith("lambda=0 ") and "best lambda" in lines[2]
+
+    from forgetlab.report.build import build_report
+
+    report = build_report([run_dir], tmp_path / "report")  # the curve and the best lambda, beside the sweep
+    markdown = report.files["markdown"].read_text()
+    assert "## Intruder repair" in markdown and "| 0 |" in markdown and "yes (budget 1000)" in markdown
+    assert report.plots["repair_curve"].stat().st_size > 0
+    assert "Intruder repair" in report.html.read_text()
 
 
 def test_lambda_zero_removes_a_planted_intruder(run_copy):

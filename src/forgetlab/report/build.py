@@ -9,6 +9,8 @@ from forgetlab.report.aggregate import Group, group_runs
 from forgetlab.report.collect import Run, collect_runs
 from forgetlab.report.html import write_html
 from forgetlab.report.plots import write_plots
+from forgetlab.report.repair import PLOT_FILE as REPAIR_PLOT
+from forgetlab.report.repair import load_repairs, plot_repair, repair_table
 from forgetlab.report.tables import write_csv, write_markdown
 
 
@@ -43,11 +45,15 @@ def build_report(paths: list[str | Path], out: str | Path | None = None) -> Repo
     runs = collect_runs(paths, exclude=[out])
     groups = group_runs(runs)
     plots = write_plots(groups, out)
+    repairs = load_repairs(runs)  # forgetlab-repair results, where runs have them
+    repair = repair_table(repairs) if repairs else None
+    if repairs:
+        plots["repair_curve"] = plot_repair(repairs, out / REPAIR_PLOT)
     sources = [str(p) for p in paths]
     files = {
-        "markdown": write_markdown(out / "report.md", groups, runs, plots, sources),
+        "markdown": write_markdown(out / "report.md", groups, runs, plots, sources, repair),
         "csv": write_csv(out / "report.csv", groups),
-        "html": write_html(out / "report.html", groups, runs, plots, sources),
+        "html": write_html(out / "report.html", groups, runs, plots, sources, repair),
         **plots,
     }
     return Report(out=out, runs=runs, groups=groups, files=files)
