@@ -118,3 +118,14 @@ def test_repair_of_an_adapter_run_at_lambda_one_is_exact(lora_lr0_run):
     out = repair_run(run_dir, [1.0], budget=None, write=False)
     assert out["results"][0]["after"] == metrics["after"]
     assert out["results"][0]["intruders"] == 0
+
+
+def test_small_svds_run_on_one_thread_and_the_count_is_restored():
+    from forgetlab.strategies.weight_movement import small_svd_threads
+
+    threads = torch.get_num_threads()
+    with small_svd_threads([torch.zeros(512, 128)]):
+        assert torch.get_num_threads() == 1
+    with small_svd_threads([torch.zeros(513, 128)]):
+        assert torch.get_num_threads() == threads
+    assert torch.get_num_threads() == threads
