@@ -149,7 +149,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
         "selected": selected,
         "best_under_budgets": budget_table(periodic.history if periodic else [], suite.target,
                                            config.select.budgets),
-        "weight_movement": weight_movement(start, lm.model),
+        "weight_movement": weight_movement(start, lm.model, config.diagnostics),
         # Wall-clock numbers describe the machine, not the experiment: the reproduce check ignores them.
         "timing": {"train_wall_time_s": stats["train_wall_time_s"], "tokens_per_s": stats["tokens_per_s"],
                    "wall_time_s": time.perf_counter() - started,

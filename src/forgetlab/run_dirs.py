@@ -25,6 +25,7 @@ OVERRIDES_FILE = ".hydra/overrides.yaml"
 CHECKPOINT_DIR = "checkpoints"
 SUMMARY_FILE = "sweep_summary.json"
 PARETO_FILE = "pareto_front.json"
+REPAIR_FILE = "repair.json"  # forgetlab-repair's intruder-scaling curve, beside metrics.json
 # Keys a completed metrics.json must hold to count as done (resume, reports).
 REQUIRED_KEYS = ("strategy", "forgetting", "mean_forgetting", "target_gain", "before", "after")
 # Folders inside a run (or beside runs) that never hold runs themselves; pruned to keep the walk fast.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from forgetlab.report.aggregate import Group
 from forgetlab.report.collect import Run
+<<<<<<< HEAD
 from forgetlab.report.tables import (
     BUDGET_EXPLAIN,
     EXPLAIN,
@@ -18,6 +19,9 @@ from forgetlab.report.tables import (
     group_table,
     run_table,
 )
+=======
+from forgetlab.report.tables import EXPLAIN, REPAIR_EXPLAIN, failed_table, group_table, run_table
+>>>>>>> helper-s15
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -52,7 +56,7 @@ def embed_png(path: Path) -> str:
 
 
 def write_html(path: Path, groups: list[Group], runs: list[Run], plots: dict[str, Path],
-               sources: list[str]) -> Path:
+               sources: list[str], repair: tuple[list[str], list[list[str]]] | None = None) -> Path:
     done = sum(r.ok for r in runs)
     parts = [
         "<!DOCTYPE html>",
@@ -82,7 +86,9 @@ def write_html(path: Path, groups: list[Group], runs: list[Run], plots: dict[str
         "<p>Listed apart and never averaged into the tables above.</p>",
         _table(*failed_table(runs), code_columns=("command",), row_class="failed") if done < len(runs) else
         "<p><em>None.</em></p>",
-        "</body></html>",
     ]
+    if repair:
+        parts += ["<h2>Intruder repair</h2>", f"<p>{escape(REPAIR_EXPLAIN)}</p>", _table(*repair)]
+    parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")
     return path

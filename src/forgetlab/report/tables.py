@@ -121,8 +121,13 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+REPAIR_EXPLAIN = ("forgetlab-repair RUN_DIR: every linear weight's intruder singular values scaled by lambda "
+                  "(1 = the run as trained, 0 = removed), every task rescored; forgetting against the run's own "
+                  "before-scores.")
+
+
 def write_markdown(path: Path, groups: list[Group], runs: list[Run], plots: dict[str, Path],
-                   sources: list[str]) -> Path:
+                   sources: list[str], repair: tuple[list[str], list[list[str]]] | None = None) -> Path:
     done = sum(r.ok for r in runs)
     parts = [
         "# forgetlab report",
@@ -147,6 +152,8 @@ def write_markdown(path: Path, groups: list[Group], runs: list[Run], plots: dict
         markdown_table(*failed_table(runs)) if done < len(runs) else "_None._",
         "",
     ]
+    if repair:
+        parts += ["## Intruder repair", "", REPAIR_EXPLAIN, "", markdown_table(*repair), ""]
     if plots:
         parts += ["## Plots", ""]
         parts += [f"![{name}]({p.name})\n" for name, p in plots.items()]
