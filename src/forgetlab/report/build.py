@@ -9,12 +9,9 @@ from forgetlab.report.aggregate import Group, group_runs
 from forgetlab.report.collect import Run, collect_runs
 from forgetlab.report.html import write_html
 from forgetlab.report.plots import write_plots
-<<<<<<< HEAD
-from forgetlab.report.run_plots import write_run_plots
-=======
 from forgetlab.report.repair import PLOT_FILE as REPAIR_PLOT
 from forgetlab.report.repair import load_repairs, plot_repair, repair_table
->>>>>>> helper-s15
+from forgetlab.report.run_plots import write_run_plots
 from forgetlab.report.tables import write_csv, write_markdown
 
 
@@ -48,15 +45,11 @@ def build_report(paths: list[str | Path], out: str | Path | None = None) -> Repo
     out.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(paths, exclude=[out])
     groups = group_runs(runs)
-<<<<<<< HEAD
     plots = {**write_plots(groups, out), **write_run_plots(groups, out)}
-=======
-    plots = write_plots(groups, out)
     repairs = load_repairs(runs)  # forgetlab-repair results, where runs have them
     repair = repair_table(repairs) if repairs else None
     if repairs:
         plots["repair_curve"] = plot_repair(repairs, out / REPAIR_PLOT)
->>>>>>> helper-s15
     sources = [str(p) for p in paths]
     files = {
         "markdown": write_markdown(out / "report.md", groups, runs, plots, sources, repair),

@@ -9,19 +9,16 @@ from pathlib import Path
 
 from forgetlab.report.aggregate import Group
 from forgetlab.report.collect import Run
-<<<<<<< HEAD
 from forgetlab.report.tables import (
     BUDGET_EXPLAIN,
     EXPLAIN,
+    REPAIR_EXPLAIN,
     all_budgets,
     budget_table,
     failed_table,
     group_table,
     run_table,
 )
-=======
-from forgetlab.report.tables import EXPLAIN, REPAIR_EXPLAIN, failed_table, group_table, run_table
->>>>>>> helper-s15
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
