@@ -8,6 +8,7 @@ import multiprocessing as mp
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -55,6 +56,49 @@ def test_base_stage_is_cached_and_reused(tiny_run, tmp_path, cache_dir):
     assert again["base"]["cached"] is True
     assert again["base"]["key"] == first["base"]["key"]
     assert again["before"] == first["before"], "same base weights give the same starting scores"
+
+
+QUICK = [*TINY, "strategy.optim.steps=2", "eval.every_n_steps=0"]
+
+
+def test_a_finished_cache_entry_is_read_without_the_lock(tiny_run, tmp_path, cache_dir, monkeypatch):
+    """A read-only shared cache that holds the base works: loading takes no lock (which needs writing)."""
+    from forgetlab.run import run_experiment
+    from forgetlab.training import base_stage
+
+    def no_lock(*args, **kwargs):
+        raise PermissionError("read-only cache: no lock file can be made")
+
+    monkeypatch.setattr(base_stage, "FileLock", no_lock)
+    metrics = run_experiment(compose_config(QUICK, tmp_path, cache_dir))
+    assert metrics["base"]["cached"] is True
+
+
+def test_a_damaged_cache_entry_is_set_aside_and_trained_again(tiny_run, tmp_path, cache_dir):
+    import shutil
+
+    from forgetlab.run import run_experiment
+
+    _, first = tiny_run
+    cache = tmp_path / "cache"
+    shutil.copytree(cache_dir, cache)
+    entry = cache / "base" / Path(first["base"]["path"]).name
+    weights = entry / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-64] + bytes(64))  # same size, other bytes
+    metrics = run_experiment(compose_config(QUICK, tmp_path / "run", cache))
+    assert metrics["base"]["cached"] is False
+    assert metrics["base"]["weights_sha256"] == first["base"]["weights_sha256"], "retrained to the same weights"
+    assert list((cache / "base").glob(f"{entry.name}.damaged-*"))
+
+
+def test_an_unwritable_cache_without_the_base_is_reported_with_its_setting(tmp_path, monkeypatch):
+    from forgetlab.config import ConfigError
+    from forgetlab.run import run_experiment
+    from forgetlab.training import base_stage
+
+    monkeypatch.setattr(base_stage.os, "access", lambda path, mode: False)
+    with pytest.raises(ConfigError, match=r"paths.cache_dir=.*not writable"):
+        run_experiment(compose_config(QUICK, tmp_path / "run", tmp_path / "cache"))
 
 
 def _train_base_in_process(cache: str, out: str, queue) -> None:

@@ -206,7 +206,7 @@ def test_wandb_failures_never_stop_a_run(monkeypatch, tmp_path):
     with pytest.warns(UserWarning, match="W&B failed to start"):
         session = WandbSession(cfg).__enter__()
     assert session.run is None and session.failed
-    assert [type(lg).__name__ for lg in build_loggers(cfg.logger, session)] == ["CSVLogger"]
+    assert [type(lg).__name__ for lg in build_loggers(cfg.logger, session)] == ["ResumableCSVLogger"]
 
     class BrokenRun:
         class summary:
@@ -220,3 +220,40 @@ def test_wandb_failures_never_stop_a_run(monkeypatch, tmp_path):
     monkeypatch.setattr(wandb, "finish", lambda **kw: (_ for _ in ()).throw(RuntimeError("gone")))
     session.__exit__(None, None, None)  # never raises
     assert session.run is None
+
+
+def test_optuna_search_goes_on_past_failed_trials(env, module_cache):
+    """Every trial fails (a model that cannot be built): each is recorded as failed, the search runs all its
+    trials, the launch exits 1; optuna 2.x crashed on the first NaN before."""
+    import optuna
+
+    sweep = Path(env["FORGETLAB_OUTPUTS"]) / "sweeps" / "optuna_failing"
+    proc = forgetlab(["-m", "hparams_search=forgetting_pareto", *SMALL, "hydra.sweeper.n_trials=3",
+                      "sweep_name=optuna_failing", "model.build.dropout_rate=2.0"], env, module_cache)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 1, log[-3000:]
+    study = optuna.load_study(study_name="optuna_failing", storage=f"sqlite:///{sweep}/optuna.db")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 3
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert summary["counts"] == {"failed": 3} and len(summary["failed_this_launch"]) == 3
+
+
+def test_relaunch_reruns_jobs_whose_metrics_are_truncated_or_incomplete(env, module_cache):
+    sweep = Path(env["FORGETLAB_OUTPUTS"]) / "sweeps" / "redo"
+    args = ["-m", *SMALL, "seed=0,1,2", "sweep_name=redo"]
+    proc = forgetlab(args, env, module_cache)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    jobs = {seed: job_dir(sweep, [*SMALL, f"seed={seed}"]) for seed in (0, 1, 2)}
+    text = (jobs[0] / "metrics.json").read_text()
+    (jobs[0] / "metrics.json").write_text(text[: len(text) // 2])  # truncated
+    partial = json.loads((jobs[1] / "metrics.json").read_text())
+    del partial["mean_forgetting"]  # says completed, lacks a required key
+    (jobs[1] / "metrics.json").write_text(json.dumps(partial))
+
+    proc = forgetlab(args, env, module_cache)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert log.count("skipping") == 1 and "rerunning" in log and "corrupted metrics.json" in log
+    assert "missing mean_forgetting" in log, log[-3000:]
+    for d in jobs.values():
+        assert json.loads((d / "metrics.json").read_text())["status"] == "completed"

@@ -16,12 +16,16 @@ def load_pretrained(
     max_length: int = 256,
     dtype: str = "float32",
     name: str | None = None,
+    trust_remote_code: bool = False,
 ) -> LanguageModel:
-    """Load model and tokenizer with `from_pretrained`; `kind='auto'` asks `config.is_encoder_decoder`."""
+    """Load model and tokenizer with `from_pretrained`; `kind='auto'` asks `config.is_encoder_decoder`.
+
+    Weights load from safetensors only (no pickle), and code shipped with a model runs only when the
+    model config sets `trust_remote_code: true` (recorded in run_record.json with the resolved config)."""
     local = Path(name_or_path).expanduser()
     source = str(local) if local.exists() else name_or_path
     try:
-        config = AutoConfig.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except OSError as err:
         raise FileNotFoundError(
             f"model.name_or_path={name_or_path!r} is neither a local folder with a config.json nor a hub id "
@@ -32,8 +36,8 @@ def load_pretrained(
     if kind not in ("seq2seq", "causal"):
         raise ValueError(f"model.kind must be one of ['auto', 'seq2seq', 'causal'], got {kind!r}")
     auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
-    model = auto.from_pretrained(source, dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = auto.from_pretrained(source, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     return LanguageModel(
         model=model,
         tokenizer=tokenizer,
