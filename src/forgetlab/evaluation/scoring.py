@@ -18,6 +18,7 @@ import torch
 from forgetlab.evaluation.metrics import resolve_metric
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.tasks.task import InstructionTask
+from forgetlab.utils.console import progress
 
 TEXT_HEADLINE = "inverse_perplexity"
 
@@ -85,7 +86,13 @@ def score_tasks(
     batch_size: int = 256,
     max_examples: int | None = None,
 ) -> dict[str, dict[str, Any]]:
-    return {name: score_task(lm, t, split, batch_size, max_examples) for name, t in tasks.items()}
+    """Every task's scores on `split`, with a progress bar over the tasks on a terminal."""
+    scores = {}
+    with progress(f"scoring {split}", total=len(tasks)) as advance:
+        for name, task in tasks.items():
+            scores[name] = score_task(lm, task, split, batch_size, max_examples)
+            advance(1, info=name)
+    return scores
 
 
 def describe_metrics(tasks: dict[str, InstructionTask]) -> dict[str, dict[str, Any]]:
