@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import __version__
-from forgetlab.config import TrainConfig, validate
+from forgetlab.config import ConfigError, TrainConfig, validate
 from forgetlab.evaluation.forgetting import summarize_forgetting
 from forgetlab.evaluation.scoring import describe_metrics, score_tasks
 from forgetlab.models.language_model import LanguageModel
@@ -95,7 +95,11 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
     config = validate(cfg)  # typed; a bad key or an out-of-range value fails here, before any model loads
     quiet_third_party(config.verbose)
     run_dir = Path(config.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"paths.output_dir={str(run_dir)!r} cannot be created ({err.strerror}); it follows "
+                          "paths.root (or hydra.run.dir / hydra.sweep.dir): point it at a writable folder") from None
     make_deterministic(config.seed, config.threads, config.deterministic)
 
     suite: TaskSuite = instantiate(cfg.tasks, _convert_="all")
