@@ -13,6 +13,7 @@ from forgetlab.report.repair import PLOT_FILE as REPAIR_PLOT
 from forgetlab.report.repair import load_repairs, plot_repair, repair_table
 from forgetlab.report.run_plots import write_run_plots
 from forgetlab.report.tables import write_csv, write_markdown
+from forgetlab.run_dirs import shown
 
 
 @dataclass
@@ -50,7 +51,7 @@ def build_report(paths: list[str | Path], out: str | Path | None = None) -> Repo
     repair = repair_table(repairs) if repairs else None
     if repairs:
         plots["repair_curve"] = plot_repair(repairs, out / REPAIR_PLOT)
-    sources = [str(p) for p in paths]
+    sources = [shown(p) for p in paths]  # relative to the working directory when below it
     files = {
         "markdown": write_markdown(out / "report.md", groups, runs, plots, sources, repair),
         "csv": write_csv(out / "report.csv", groups),
