@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from forgetlab.config.schema import ParamsKind, PenaltyKind, StrategyConfig, TrainConfig
+from forgetlab.config.schema import ParamsKind, StrategyConfig, TrainConfig
 
 
 class ConfigError(ValueError):
@@ -49,8 +49,7 @@ def validate(cfg: DictConfig) -> TrainConfig:
 def _without_hydra(cfg: DictConfig) -> DictConfig:
     if "hydra" not in cfg:
         return cfg
-    copy = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-    return copy
+    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
 
 
 def check_limits(node: Any, prefix: str = "") -> None:
@@ -122,5 +121,3 @@ def check_strategy_config(strategy: StrategyConfig) -> None:
                               f"{expected} option; allowed: {sorted(k for k in known if not k.startswith('_'))}")
     if params.kind == ParamsKind.lora and (node.get("r") or 0) <= 0:
         raise ConfigError(f"strategy.params.peft.r={node.get('r')} is out of range; allowed: [1, inf) (LoRA rank)")
-    if strategy.penalty.kind == PenaltyKind.ewc and strategy.penalty.fisher_examples < 1:
-        raise ConfigError(f"strategy.penalty.fisher_examples={strategy.penalty.fisher_examples} must be >= 1")
