@@ -38,10 +38,13 @@ def run_and_record(cfg: DictConfig) -> dict:
     from forgetlab.training.preemption import is_interruption
     from forgetlab.utils.wandb_run import WandbSession
 
+    from forgetlab.utils.timing import process_age_s
+
     run_dir = Path(cfg.paths.output_dir)
     with WandbSession(cfg) as wandb:
         try:
-            metrics = run_experiment(cfg, wandb)
+            # start-up = the process's age, for a single run; the jobs of a sweep share one start-up
+            metrics = run_experiment(cfg, wandb, startup_s=None if sweep.is_multirun() else process_age_s())
         except BaseException as err:
             interrupted = is_interruption(err)
             write_json(run_dir / METRICS_FILE, {

@@ -38,6 +38,7 @@ from forgetlab.utils.determinism import make_deterministic
 from forgetlab.utils.io import write_json
 from forgetlab.utils.loggers import build_loggers
 from forgetlab.utils.run_record import write_run_record
+from forgetlab.utils.timing import PhaseTimer
 from forgetlab.utils.wandb_run import WandbSession
 
 log = logging.getLogger(__name__)
@@ -89,9 +90,14 @@ def build_callbacks(specs: DictConfig | None, eval_tasks: dict) -> list[L.Callba
     return callbacks
 
 
-def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[str, Any]:
-    """Run one experiment described by `cfg` and return (and write) its metrics."""
-    started = time.perf_counter()
+def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
+                   startup_s: float | None = None) -> dict[str, Any]:
+    """Run one experiment described by `cfg` and return (and write) its metrics. `startup_s`: seconds the
+    process spent before this call (interpreter, imports, composition), recorded as the start-up phase."""
+    timer = PhaseTimer()
+    if startup_s is not None:
+        timer.add("startup", startup_s)
+    timer.enter("data")  # tasks, model, base stage
     config = validate(cfg)  # typed; a bad key or an out-of-range value fails here, before any model loads
     quiet_third_party(config.verbose)
     run_dir = Path(config.paths.output_dir)
@@ -112,7 +118,9 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
 
     # Reseed: what follows must not depend on whether the base stage was trained now or loaded from cache.
     make_deterministic(config.seed, config.threads, config.deterministic)
+    timer.enter("scoring_before")
     before = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
+    timer.enter("training")
     start = snapshot_weights(lm.model)
     apply_params(strategy.params, lm)  # peft wraps lm.model: only the adapter trains from here on
     penalty = build_penalty(strategy.penalty, lm, suite, config.seed)  # L2-SP/EWC anchor here
@@ -125,12 +133,19 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
     checkpoints = next((Path(c.dirpath) for c in callbacks if isinstance(c, ModelCheckpoint) and c.dirpath),
                        run_dir / CHECKPOINT_DIR)
     resume = usable_checkpoint(checkpoints / "last.ckpt")  # a corrupt one is set aside with a warning
-    stats = fit(lm, train, trainer, optim, config.seed, penalty=penalty, ckpt_path=str(resume) if resume else None)
+    stats = fit(lm, train, trainer, optim, config.seed, penalty=penalty,
+                ckpt_path=str(resume) if resume else None)
+    periodic = next((c for c in callbacks if isinstance(c, PeriodicEvaluation)), None)
+    if periodic is not None:
+        timer.split_off("periodic_evaluation", "training", periodic.seconds)
 
+    timer.enter("scoring_after")
     after = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
     selected = score_selected(lm, callbacks, eval_tasks, evalc, before, suite.target)  # None without a budget
+    timer.enter("diagnostics")
+    movement = weight_movement(start, lm.model, config.diagnostics)  # incl. intruder dimensions (SVDs)
+    timer.enter("saving")  # until metrics.json is written: its own write is all that is left out
     save_final_model(lm, run_dir, base["path"] + "/model" if base else cfg.model.build.get("name_or_path"))
-    periodic = next((c for c in callbacks if isinstance(c, PeriodicEvaluation)), None)
     metrics = {
         "status": "completed",
         "metrics_version": METRICS_VERSION,
@@ -144,6 +159,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
         "after": after,
         **lm.parameter_counts(),
         "tokens_seen": stats["tokens_seen"],
+        "pad_fraction": stats["pad_fraction"],  # share of trained tensor positions that were padding
         "steps": stats["steps"],
         "mixture": {"configured": rates, "sampled": composition(train)},
         "metric_info": describe_metrics(eval_tasks),  # which metric (and library version) scored each task
@@ -153,12 +169,12 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
         "selected": selected,
         "best_under_budgets": budget_table(periodic.history if periodic else [], suite.target,
                                            config.select.budgets),
-        "weight_movement": weight_movement(start, lm.model, config.diagnostics),
-        # Wall-clock numbers describe the machine, not the experiment: the reproduce check ignores them.
-        "timing": {"train_wall_time_s": stats["train_wall_time_s"], "tokens_per_s": stats["tokens_per_s"],
-                   "wall_time_s": time.perf_counter() - started,
-                   "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        "weight_movement": movement,
     }
     metrics["trainable_fraction"] = metrics["trainable_params"] / metrics["total_params"]
+    timer.enter(None)
+    # Wall-clock numbers describe the machine, not the experiment: the reproduce check ignores them.
+    metrics["timing"] = {**timer.summary(), "train_wall_time_s": stats["train_wall_time_s"],
+                         "tokens_per_s": stats["tokens_per_s"], "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_json(run_dir / METRICS_FILE, metrics)
     return metrics

@@ -99,6 +99,8 @@ class OptimConfig:
     scheduler: str = knob("constant_with_warmup", "a transformers scheduler name (transformers.SchedulerType)")
     optimizer: Any = knob({"_target_": "torch.optim.AdamW", "_partial_": True, "weight_decay": 0.0},
                           "torch optimizer, called with (params, lr=lr)")
+    group_by_length: bool = knob(True, "batch examples of similar length (within shuffled groups of 50 batches), "
+                                       "so batches carry little padding; false = plain shuffled batches")
 
 
 @dataclass

@@ -13,8 +13,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
-
 from forgetlab.evaluation.metrics import resolve_metric
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.tasks.task import InstructionTask
@@ -53,21 +51,23 @@ def score_task(
     generate = task.kind != "text"
     metric = resolve_metric(task.metric) if generate else None
     max_new = len(lm.tokenizer(" " * task.max_answer_chars, add_special_tokens=False)["input_ids"]) + 1
+    prompts = list(data["prompt"])
+    feats = [lm.encode(p, c) for p, c in zip(prompts, data["completion"])]
+    # Batches of similar length pad little; predictions are put back in the split's order after.
+    order = sorted(range(len(feats)), key=lambda i: (len(feats[i]["input_ids"]), len(feats[i]["labels"])))
     was_training = lm.model.training
     lm.model.eval()
-    preds: list[str] = []
+    preds: list[str | None] = [None] * len(feats)
     loss_sum, tok_sum = 0.0, 0
     try:
-        with torch.no_grad():
-            for start in range(0, len(data), batch_size):
-                rows = data[start : start + batch_size]
-                if generate:
-                    preds += lm.generate(rows["prompt"], max_new_tokens=max_new)
-                feats = [lm.encode(p, c) for p, c in zip(rows["prompt"], rows["completion"])]
-                batch = {k: v.to(lm.model.device) for k, v in lm.collate(feats).items()}
-                s, n = lm.token_losses(batch)
-                loss_sum += float(s.sum())
-                tok_sum += int(n.sum())
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            texts, s, n = lm.score_batch([feats[i] for i in idx], [prompts[i] for i in idx],
+                                         max_new if generate else None)
+            for i, text in zip(idx, texts or []):
+                preds[i] = text
+            loss_sum += float(s.sum())
+            tok_sum += int(n.sum())
     finally:
         lm.model.train(was_training)
     loss = loss_sum / max(tok_sum, 1)

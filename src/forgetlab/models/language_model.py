@@ -8,7 +8,7 @@ is called and decoded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -92,13 +92,17 @@ class LanguageModel:
         return batch
 
     # ------------------------------------------------------------------ loss
-    def token_losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-example summed negative log-likelihood of the labels, and the number of label tokens."""
+    def token_losses(self, batch: dict[str, torch.Tensor],
+                     encoder_outputs: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example summed negative log-likelihood of the labels, and the number of label tokens.
+        A seq2seq model may be handed its `encoder_outputs` for `batch`, so the encoder is not run again."""
         labels = batch["labels"]
         if self.kind == "seq2seq":
             decoder_input_ids = self._shift_right(labels)
+            inputs = ({"encoder_outputs": encoder_outputs} if encoder_outputs is not None
+                      else {"input_ids": batch["input_ids"]})
             out = self.model(
-                input_ids=batch["input_ids"],
+                **inputs,
                 attention_mask=batch["attention_mask"],
                 decoder_input_ids=decoder_input_ids,
             )
@@ -126,6 +130,32 @@ class LanguageModel:
         shifted[:, 0] = start
         shifted.masked_fill_(shifted == IGNORE_INDEX, self.tokenizer.pad_token_id)
         return shifted
+
+    # ------------------------------------------------------------------ scoring
+    def _encoder_reusable(self) -> bool:
+        """Whether a seq2seq model's encoder outputs can be handed to both the loss and generation: not
+        under peft prompt learning, whose wrapper prepends virtual tokens inside its own forward."""
+        peft_config = getattr(self.model, "active_peft_config", None)
+        return self.kind == "seq2seq" and not getattr(peft_config, "is_prompt_learning", False)
+
+    @torch.no_grad()
+    def score_batch(self, features: list[dict], prompts: list[str],
+                    max_new_tokens: int | None) -> tuple[list[str] | None, torch.Tensor, torch.Tensor]:
+        """Greedy completions of `prompts` (None when `max_new_tokens` is None) and the per-example summed
+        loss and label-token count of `features` (their encoded prompt/completion pairs).
+
+        A seq2seq model runs its encoder once for both (the encoder is most of the cost of scoring short
+        answers); generation stops as soon as every sequence has produced eos."""
+        batch = {k: v.to(self.model.device) for k, v in self.collate(features).items()}
+        if max_new_tokens is None or not self._encoder_reusable():
+            nll, ntok = self.token_losses(batch)
+            return (None if max_new_tokens is None else self.generate(prompts, max_new_tokens)), nll, ntok
+        encoder_outputs = self.model.get_encoder()(input_ids=batch["input_ids"],
+                                                   attention_mask=batch["attention_mask"])
+        nll, ntok = self.token_losses(batch, encoder_outputs=encoder_outputs)
+        out = self.model.generate(encoder_outputs=encoder_outputs, attention_mask=batch["attention_mask"],
+                                  max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)], nll, ntok
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()

@@ -23,6 +23,7 @@ class InstructionDataModule(L.LightningDataModule):
         batch_size: int,
         seed: int,
         task_names: list[str] | None = None,
+        group_by_length: bool = False,
     ) -> None:
         super().__init__()
         self.raw_train = train
@@ -31,6 +32,7 @@ class InstructionDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.seed = seed
         self.task_names = task_names or sorted(set(train["task"]))
+        self.group_by_length = group_by_length
         self.train_data: Dataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -49,5 +51,9 @@ class InstructionDataModule(L.LightningDataModule):
             generator = torch.Generator().manual_seed(self.seed)
             return DataLoader(self.train_data, batch_size=self.batch_size, shuffle=True,
                               drop_last=n >= self.batch_size, generator=generator, collate_fn=self.collate)
-        sampler = ResumableBatchSampler(n, self.batch_size, self.seed, drop_last=n >= self.batch_size)
+        lengths = None
+        if self.group_by_length:  # sort key: (input length, label length); both are padded per batch
+            lengths = list(zip(map(len, self.train_data["input_ids"]), map(len, self.train_data["labels"])))
+        sampler = ResumableBatchSampler(n, self.batch_size, self.seed, drop_last=n >= self.batch_size,
+                                        lengths=lengths)
         return ResumableDataLoader(self.train_data, sampler, collate_fn=self.collate, num_workers=0)

@@ -25,7 +25,8 @@ def fit(
 ) -> dict[str, float]:
     """Train `lm.model` in place for `optim.steps` steps; return tokens seen, steps and wall time."""
     task_names = sorted(set(train["task"]))
-    data = InstructionDataModule(train, lm.encode_batch, lm.collate, optim.batch_size, seed, task_names)
+    data = InstructionDataModule(train, lm.encode_batch, lm.collate, optim.batch_size, seed, task_names,
+                                 group_by_length=optim.group_by_length)
     module = InstructionTuner(lm, optim, penalty=penalty, task_names=task_names)
     lm.model.train()  # from_pretrained returns eval mode; dropout must be live while training
     L.seed_everything(seed, workers=True, verbose=False)
@@ -34,6 +35,7 @@ def fit(
     wall = time.perf_counter() - start
     return {
         "tokens_seen": module.tokens_seen,
+        "pad_fraction": module.pad_fraction,
         "train_wall_time_s": wall,
         "tokens_per_s": module.tokens_seen / wall if wall > 0 else 0.0,
         "steps": trainer.global_step,

@@ -29,7 +29,8 @@ class InstructionTuner(L.LightningModule):
         self.optim = optim
         self.penalty = penalty
         self.task_names = task_names or []
-        self.tokens_seen = 0
+        self.tokens_seen = 0     # real (non-padding) tokens trained on
+        self.positions_seen = 0  # tensor positions, padding included: their ratio is the pad fraction
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         task_id = batch.pop("task_id", None)
@@ -52,6 +53,9 @@ class InstructionTuner(L.LightningModule):
         self.tokens_seen += int(batch["attention_mask"].sum()) + (
             int((batch["labels"] != -100).sum()) if self.lm.kind == "seq2seq" else 0
         )
+        self.positions_seen += batch["attention_mask"].numel() + (
+            batch["labels"].numel() if self.lm.kind == "seq2seq" else 0
+        )
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=len(ntok))
         return loss
 
@@ -66,6 +70,13 @@ class InstructionTuner(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["tokens_seen"] = self.tokens_seen
+        checkpoint["positions_seen"] = self.positions_seen
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.tokens_seen = checkpoint.get("tokens_seen", 0)
+        self.positions_seen = checkpoint.get("positions_seen", 0)
+
+    @property
+    def pad_fraction(self) -> float:
+        """Share of the trained tensor positions that were padding (0 with no steps)."""
+        return 1.0 - self.tokens_seen / self.positions_seen if self.positions_seen else 0.0
