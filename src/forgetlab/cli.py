@@ -36,9 +36,8 @@ def run_and_record(cfg: DictConfig) -> dict:
     """
     from forgetlab.run import run_experiment
     from forgetlab.training.preemption import is_interruption
-    from forgetlab.utils.wandb_run import WandbSession
-
     from forgetlab.utils.timing import process_age_s
+    from forgetlab.utils.wandb_run import WandbSession
 
     run_dir = Path(cfg.paths.output_dir)
     with WandbSession(cfg) as wandb:

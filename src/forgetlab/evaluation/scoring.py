@@ -16,6 +16,7 @@ from typing import Any
 from forgetlab.evaluation.metrics import resolve_metric
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.tasks.task import InstructionTask
+from forgetlab.utils.columns import column
 from forgetlab.utils.console import progress
 
 TEXT_HEADLINE = "inverse_perplexity"
@@ -23,7 +24,7 @@ TEXT_HEADLINE = "inverse_perplexity"
 
 def _references(data) -> list:
     """Several references per example where the task keeps them, else the completion."""
-    return list(data["references"]) if "references" in data.column_names else list(data["completion"])
+    return column(data, "references" if "references" in data.column_names else "completion")
 
 
 def text_score(loss: float) -> float:
@@ -51,8 +52,8 @@ def score_task(
     generate = task.kind != "text"
     metric = resolve_metric(task.metric) if generate else None
     max_new = len(lm.tokenizer(" " * task.max_answer_chars, add_special_tokens=False)["input_ids"]) + 1
-    prompts = list(data["prompt"])
-    feats = [lm.encode(p, c) for p, c in zip(prompts, data["completion"])]
+    prompts = column(data, "prompt")
+    feats = [lm.encode(p, c) for p, c in zip(prompts, column(data, "completion"))]
     # Batches of similar length pad little; predictions are put back in the split's order after.
     order = sorted(range(len(feats)), key=lambda i: (len(feats[i]["input_ids"]), len(feats[i]["labels"])))
     was_training = lm.model.training

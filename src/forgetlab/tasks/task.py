@@ -10,6 +10,7 @@ from typing import Any
 from datasets import Dataset
 
 from forgetlab.tasks.families import FAMILIES, TaskFamily
+from forgetlab.utils.columns import column
 
 SPLITS = ("train", "validation", "test")
 
@@ -34,13 +35,15 @@ class InstructionTask:
     templates: list[str] = field(default_factory=list)
     kind: str = "instruction"
     skipped_rows: int = 0
+    _fingerprints: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def fingerprint(self, split: str) -> str:
         """A content hash of one split, recorded so a rerun can tell whether its data changed."""
-        h = hashlib.sha256()
-        for row in self.splits[split]:
-            h.update(f"{row['prompt']}\x1f{row['completion']}\x1e".encode())
-        return h.hexdigest()[:16]
+        if split not in self._fingerprints:  # splits are never changed after building: hash each once
+            data = self.splits[split]
+            text = "".join(f"{p}\x1f{c}\x1e" for p, c in zip(column(data, "prompt"), column(data, "completion")))
+            self._fingerprints[split] = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return self._fingerprints[split]
 
 
 def _draw_unique(family: TaskFamily, rng: random.Random, n: int) -> list:
@@ -86,7 +89,7 @@ def build_builtin_task(
             )
         splits[split] = Dataset.from_list(rows)
         start += sizes[split]
-    longest = max(len(r) for s in splits.values() for r in s["completion"])
+    longest = max(len(r) for s in splits.values() for r in column(s, "completion"))
     return InstructionTask(
         name=name,
         metric=family.metric,

@@ -12,6 +12,7 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 
 from forgetlab.training.sampler import ResumableBatchSampler, ResumableDataLoader
+from forgetlab.utils.columns import column
 
 
 class InstructionDataModule(L.LightningDataModule):
@@ -31,7 +32,7 @@ class InstructionDataModule(L.LightningDataModule):
         self.collate = collate
         self.batch_size = batch_size
         self.seed = seed
-        self.task_names = task_names or sorted(set(train["task"]))
+        self.task_names = task_names or sorted(set(column(train, "task")))
         self.group_by_length = group_by_length
         self.train_data: Dataset | None = None
 
@@ -53,7 +54,8 @@ class InstructionDataModule(L.LightningDataModule):
                               drop_last=n >= self.batch_size, generator=generator, collate_fn=self.collate)
         lengths = None
         if self.group_by_length:  # sort key: (input length, label length); both are padded per batch
-            lengths = list(zip(map(len, self.train_data["input_ids"]), map(len, self.train_data["labels"])))
+            lengths = list(zip(map(len, column(self.train_data, "input_ids")),
+                               map(len, column(self.train_data, "labels"))))
         sampler = ResumableBatchSampler(n, self.batch_size, self.seed, drop_last=n >= self.batch_size,
                                         lengths=lengths)
         return ResumableDataLoader(self.train_data, sampler, collate_fn=self.collate, num_workers=0)

@@ -12,6 +12,7 @@ from forgetlab.config.schema import OptimConfig
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.training.datamodule import InstructionDataModule
 from forgetlab.training.module import InstructionTuner, Penalty
+from forgetlab.utils.columns import column
 
 
 def fit(
@@ -24,7 +25,7 @@ def fit(
     ckpt_path: str | None = None,
 ) -> dict[str, float]:
     """Train `lm.model` in place for `optim.steps` steps; return tokens seen, steps and wall time."""
-    task_names = sorted(set(train["task"]))
+    task_names = sorted(set(column(train, "task")))
     data = InstructionDataModule(train, lm.encode_batch, lm.collate, optim.batch_size, seed, task_names,
                                  group_by_length=optim.group_by_length)
     module = InstructionTuner(lm, optim, penalty=penalty, task_names=task_names)
