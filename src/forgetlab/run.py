@@ -108,7 +108,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
                           "paths.root (or hydra.run.dir / hydra.sweep.dir): point it at a writable folder") from None
     make_deterministic(config.seed, config.threads, config.deterministic)
 
-    suite: TaskSuite = instantiate(cfg.tasks, _convert_="all")
+    suite: TaskSuite = instantiate(cfg.tasks, cache_dir=config.paths.data_cache_dir, _convert_="all")
     lm: LanguageModel = instantiate(cfg.model.build)
     strategy, evalc = config.strategy, config.eval
     check_strategy(strategy, lm, suite)  # bad target modules etc. fail here, before any training
@@ -134,7 +134,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
                        run_dir / CHECKPOINT_DIR)
     resume = usable_checkpoint(checkpoints / "last.ckpt")  # a corrupt one is set aside with a warning
     stats = fit(lm, train, trainer, optim, config.seed, penalty=penalty,
-                ckpt_path=str(resume) if resume else None)
+                ckpt_path=str(resume) if resume else None, data_cache_dir=config.paths.data_cache_dir)
     periodic = next((c for c in callbacks if isinstance(c, PeriodicEvaluation)), None)
     if periodic is not None:
         timer.split_off("periodic_evaluation", "training", periodic.seconds)

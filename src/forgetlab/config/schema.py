@@ -178,6 +178,8 @@ class ModelConfig:
 class PathsConfig:
     root: str = knob(help="where outputs go (runs/, sweeps/, cache/)")
     cache_dir: str = knob(help="base-stage checkpoints shared by all runs")
+    data_cache_dir: str | None = knob("${paths.cache_dir}/data", "generated tasks and tokenised training data, "
+                                      "reused by later runs (the second job of a sweep loads them); null = off")
     output_dir: str = knob(help="this run's directory")
 
 

@@ -68,6 +68,14 @@ class LanguageModel:
         labels = ([IGNORE_INDEX] * len(context) + answer_ids)[: self.max_length]
         return {"input_ids": ids, "labels": labels}
 
+    def encoding_key(self) -> dict:
+        """Everything `encode` depends on: tokenised data cached under this key is valid for any model
+        that shares it."""
+        from datasets.fingerprint import Hasher
+
+        return {"kind": self.kind, "max_length": self.max_length, "separator": self.separator,
+                "tokenizer": Hasher.hash(self.tokenizer)}
+
     def encode_batch(self, batch: dict[str, list]) -> dict[str, list]:
         """`datasets.Dataset.map(batched=True)` function over prompt/completion columns."""
         out = [self.encode(p, c) for p, c in zip(batch["prompt"], batch["completion"])]

@@ -5,6 +5,7 @@ from a mid-epoch checkpoint sees the same batches as one that was never interrup
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -12,7 +13,8 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 
 from forgetlab.training.sampler import ResumableBatchSampler, ResumableDataLoader
-from forgetlab.utils.columns import column
+from forgetlab.utils.columns import column, content_hash
+from forgetlab.utils.dataset_cache import cached_dataset
 
 
 class InstructionDataModule(L.LightningDataModule):
@@ -25,6 +27,8 @@ class InstructionDataModule(L.LightningDataModule):
         seed: int,
         task_names: list[str] | None = None,
         group_by_length: bool = False,
+        cache_dir: str | Path | None = None,
+        encoding_key: dict | None = None,
     ) -> None:
         super().__init__()
         self.raw_train = train
@@ -34,14 +38,21 @@ class InstructionDataModule(L.LightningDataModule):
         self.seed = seed
         self.task_names = task_names or sorted(set(column(train, "task")))
         self.group_by_length = group_by_length
+        self.cache_dir = cache_dir if encoding_key is not None else None  # tokenised data is cached by both
+        self.encoding_key = encoding_key
         self.train_data: Dataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_data is None:
+            def tokenise() -> Dataset:
+                data = self.raw_train.map(self.encode_batch, batched=True, load_from_cache_file=False)
+                return data.select_columns(["input_ids", "labels", "task"])
+
+            key = {"rows": content_hash(self.raw_train, ["task", "prompt", "completion"]) if self.cache_dir else None,
+                   "encoding": self.encoding_key}
+            data = cached_dataset(self.cache_dir, "tokenized", key, tokenise)
             index = {t: i for i, t in enumerate(self.task_names)}
-            data = self.raw_train.map(self.encode_batch, batched=True, load_from_cache_file=False)
-            data = data.map(lambda b: {"task_id": [index[t] for t in b["task"]]}, batched=True,
-                            load_from_cache_file=False)
+            data = data.add_column("task_id", [index[t] for t in column(data, "task")])
             self.train_data = data.select_columns(["input_ids", "labels", "task_id"])
 
     def train_dataloader(self) -> DataLoader:

@@ -23,11 +23,14 @@ def fit(
     seed: int,
     penalty: Penalty | None = None,
     ckpt_path: str | None = None,
+    data_cache_dir: str | None = None,
 ) -> dict[str, float]:
-    """Train `lm.model` in place for `optim.steps` steps; return tokens seen, steps and wall time."""
+    """Train `lm.model` in place for `optim.steps` steps; return tokens seen, steps and wall time.
+    With `data_cache_dir` the tokenised training data is cached there for later runs."""
     task_names = sorted(set(column(train, "task")))
     data = InstructionDataModule(train, lm.encode_batch, lm.collate, optim.batch_size, seed, task_names,
-                                 group_by_length=optim.group_by_length)
+                                 group_by_length=optim.group_by_length, cache_dir=data_cache_dir,
+                                 encoding_key=lm.encoding_key() if data_cache_dir else None)
     module = InstructionTuner(lm, optim, penalty=penalty, task_names=task_names)
     lm.model.train()  # from_pretrained returns eval mode; dropout must be live while training
     L.seed_everything(seed, workers=True, verbose=False)
