@@ -28,16 +28,19 @@ log = logging.getLogger(__name__)
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
 
 
-def run_and_record(cfg: DictConfig) -> dict:
+def run_and_record(cfg: DictConfig) -> dict | None:
     """Run, and whatever happens leave a metrics.json that says how it ended; always close W&B.
 
     W&B (when `logger=wandb`): one run per call, opened and closed by the `WandbSession` around the run,
     so a failure never lets the next job log into this job's run.
     """
     from forgetlab.run import run_experiment
+    from forgetlab.training.distributed import is_global_zero
     from forgetlab.training.preemption import is_interruption
     from forgetlab.utils.wandb_run import WandbSession
 
+    if not is_global_zero():  # another process of a DDP run: it trains, rank 0 records (and opens W&B)
+        return run_experiment(cfg, None)
     run_dir = Path(cfg.paths.output_dir)
     with WandbSession(cfg) as wandb:
         try:
@@ -93,6 +96,8 @@ def hydra_main(cfg: DictConfig) -> float | list[float] | None:
         if sweep.sweeper_marks_failures():
             raise  # Optuna records the trial as failed and goes on (NaN would crash optuna 2.x's tell)
         return sweep.objectives(cfg, None)
+    if metrics is None:  # a DDP process other than rank 0: nothing to report
+        return None
     log.info("%s", result_line(cfg, metrics))
     return sweep.objectives(cfg, metrics)
 

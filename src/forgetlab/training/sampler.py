@@ -27,13 +27,22 @@ class ResumableBatchSampler(Sampler[list[int]]):
     `DataLoader(shuffle=True, generator=torch.Generator().manual_seed(seed))` this replaces, so earlier runs
     keep their data order. `epoch` and `next_batch` say where the next iteration starts; they advance as
     batches are yielded, so the sampler's state is the number of batches it has handed out.
+
+    Under DDP every process builds the same sampler with its `rank` and the `world_size`: the batches are
+    still the global ones (`batch_size` = examples per optimizer step over all processes) and each process
+    takes every `world_size`-th example of each, from its `rank` on. So N processes train on exactly the
+    batches of one, and the state (counted in global batches) resumes on any number of processes.
     """
 
-    def __init__(self, num_samples: int, batch_size: int, seed: int, drop_last: bool = True) -> None:
+    def __init__(self, num_samples: int, batch_size: int, seed: int, drop_last: bool = True,
+                 rank: int = 0, world_size: int = 1) -> None:
         if num_samples < 0 or batch_size < 1:
             raise ValueError(f"need num_samples >= 0 and batch_size >= 1, got {num_samples} and {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank {rank} of {world_size}")
         self.num_samples, self.batch_size = num_samples, batch_size
         self.seed, self.drop_last = seed, drop_last
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.next_batch = 0
 
@@ -68,7 +77,7 @@ class ResumableBatchSampler(Sampler[list[int]]):
         epoch, order, bs = self.epoch, self.order(self.epoch), self.batch_size
         for b in range(self.next_batch, len(self)):
             self.epoch, self.next_batch = epoch, b + 1
-            yield order[b * bs:(b + 1) * bs]
+            yield order[b * bs:(b + 1) * bs][self.rank::self.world_size]
 
     def state_dict(self) -> dict[str, int]:
         epoch, next_batch = self.position()
