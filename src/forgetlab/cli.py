@@ -36,7 +36,7 @@ def run_and_record(cfg: DictConfig) -> dict | None:
     """
     from forgetlab.run import run_experiment
     from forgetlab.training.distributed import is_global_zero
-    from forgetlab.training.preemption import is_interruption
+    from forgetlab.training.preemption import exit_status, is_interruption
     from forgetlab.utils.wandb_run import WandbSession
 
     if not is_global_zero():  # another process of a DDP run: it trains, rank 0 records (and opens W&B)
@@ -56,7 +56,7 @@ def run_and_record(cfg: DictConfig) -> dict | None:
             if interrupted:
                 # SIGTERMException is a SystemExit with code None (exit 0); a scheduler must see non-zero.
                 log.warning("interrupted; the same command resumes from %s", shown(run_dir / "checkpoints"))
-                raise SystemExit(EXIT_INTERRUPTED) from err
+                raise SystemExit(exit_status(err, EXIT_INTERRUPTED)) from err
             raise
         wandb.log_results(metrics)
         return metrics
