@@ -60,7 +60,12 @@ def check_trainer(trainer: L.Trainer, multirun: bool) -> None:
         raise ConfigError(
             f"trainer.strategy: {strategy} with start method {launcher._start_method!r} trains in child "
             "processes and returns only the weights, so forgetlab's evaluation history and token counts would "
-            "be lost; allowed: ddp (or fsdp, trainer=fsdp), which run the fit in this process as rank 0")
+            "be lost; allowed: ddp, which runs the fit in this process as rank 0")
+    if "FSDP" in strategy or "ModelParallel" in strategy:
+        raise ConfigError(
+            f"trainer.strategy: {strategy} over {trainer.world_size} processes shards the weights, but forgetlab "
+            "scores (before, periodically, after) on rank 0 alone, which needs them whole there; not supported "
+            "yet: use trainer.strategy=ddp, or one device")
     launched_here = (isinstance(launcher, _SubprocessScriptLauncher)
                      and not trainer.strategy.cluster_environment.creates_processes_externally)
     if multirun and launched_here:
