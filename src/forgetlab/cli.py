@@ -28,17 +28,20 @@ log = logging.getLogger(__name__)
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
 
 
-def run_and_record(cfg: DictConfig) -> dict:
+def run_and_record(cfg: DictConfig) -> dict | None:
     """Run, and whatever happens leave a metrics.json that says how it ended; always close W&B.
 
     W&B (when `logger=wandb`): one run per call, opened and closed by the `WandbSession` around the run,
     so a failure never lets the next job log into this job's run.
     """
     from forgetlab.run import run_experiment
-    from forgetlab.training.preemption import is_interruption
+    from forgetlab.training.distributed import is_global_zero
+    from forgetlab.training.preemption import exit_status, is_interruption
     from forgetlab.utils.timing import process_age_s
     from forgetlab.utils.wandb_run import WandbSession
 
+    if not is_global_zero():  # another process of a DDP run: it trains, rank 0 records (and opens W&B)
+        return run_experiment(cfg, None)
     run_dir = Path(cfg.paths.output_dir)
     with WandbSession(cfg) as wandb:
         try:
@@ -55,7 +58,7 @@ def run_and_record(cfg: DictConfig) -> dict:
             if interrupted:
                 # SIGTERMException is a SystemExit with code None (exit 0); a scheduler must see non-zero.
                 log.warning("interrupted; the same command resumes from %s", shown(run_dir / "checkpoints"))
-                raise SystemExit(EXIT_INTERRUPTED) from err
+                raise SystemExit(exit_status(err, EXIT_INTERRUPTED)) from err
             raise
         wandb.log_results(metrics)
         return metrics
@@ -95,6 +98,8 @@ def hydra_main(cfg: DictConfig) -> float | list[float] | None:
         if sweep.sweeper_marks_failures():
             raise  # Optuna records the trial as failed and goes on (NaN would crash optuna 2.x's tell)
         return sweep.objectives(cfg, None)
+    if metrics is None:  # a DDP process other than rank 0: nothing to report
+        return None
     log.info("%s", result_line(cfg, metrics))
     return sweep.objectives(cfg, metrics)
 

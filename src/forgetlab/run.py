@@ -30,9 +30,11 @@ from forgetlab.training.base_stage import load_or_train_base
 from forgetlab.training.budget_selection import budget_table, score_selected
 from forgetlab.training.callbacks import PeriodicEvaluation
 from forgetlab.training.checkpoint_files import usable_checkpoint
+from forgetlab.training.distributed import check_trainer, is_global_zero
 from forgetlab.training.fit import fit
 from forgetlab.training.mixing import build_training_data, composition
 from forgetlab.training.progress import StepProgress
+from forgetlab.utils import sweep
 from forgetlab.utils.console import quiet_third_party
 from forgetlab.utils.determinism import make_deterministic
 from forgetlab.utils.io import write_json
@@ -72,13 +74,15 @@ def prepare_base(cfg: DictConfig, config: TrainConfig, lm: LanguageModel, suite:
     }
 
     def make_trainer(max_steps: int, log_dir: Path) -> L.Trainer:
-        """The configured Trainer and loggers (local logs beside the cached weights), no checkpoints."""
+        """The configured Trainer and loggers (local logs beside the cached weights), no checkpoints; one
+        device even when fine-tuning uses several, so the base is trained once, before any DDP launch."""
         loggers = build_loggers(cfg.logger, wandb, save_dir=str(log_dir), prefix="base")
         return instantiate(cfg.trainer, max_steps=max_steps, logger=loggers or False,
-                           callbacks=[StepProgress("base stage")], enable_checkpointing=False)
+                           callbacks=[StepProgress("base stage")], enable_checkpointing=False,
+                           devices=1, num_nodes=1, strategy="auto")
 
     return load_or_train_base(lm, suite, spec, config.paths.cache_dir, config.base, make_trainer,
-                              eval_batch_size=config.eval.batch_size)
+                              eval_batch_size=config.eval.batch_size, may_train=is_global_zero())
 
 
 def build_callbacks(specs: DictConfig | None, eval_tasks: dict) -> list[L.Callback]:
@@ -91,13 +95,18 @@ def build_callbacks(specs: DictConfig | None, eval_tasks: dict) -> list[L.Callba
 
 
 def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
-                   startup_s: float | None = None) -> dict[str, Any]:
+                   startup_s: float | None = None) -> dict[str, Any] | None:
     """Run one experiment described by `cfg` and return (and write) its metrics. `startup_s`: seconds the
-    process spent before this call (interpreter, imports, composition), recorded as the start-up phase."""
+    process spent before this call (interpreter, imports, composition), recorded as the start-up phase.
+
+    Under DDP every process runs this; only rank 0 scores and writes files, the others set up what
+    training needs, train, and return None (forgetlab.training.distributed).
+    """
     timer = PhaseTimer()
     if startup_s is not None:
         timer.add("startup", startup_s)
     timer.enter("data")  # tasks, model, base stage
+    rank0 = is_global_zero()
     config = validate(cfg)  # typed; a bad key or an out-of-range value fails here, before any model loads
     quiet_third_party(config.verbose)
     run_dir = Path(config.paths.output_dir)
@@ -114,27 +123,32 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
     check_strategy(strategy, lm, suite)  # bad target modules etc. fail here, before any training
     base = prepare_base(cfg, config, lm, suite, wandb)
     eval_tasks = suite.eval_tasks()
-    write_run_record(run_dir, cfg, suite, base)
+    if rank0:
+        write_run_record(run_dir, cfg, suite, base)
 
     # Reseed: what follows must not depend on whether the base stage was trained now or loaded from cache.
     make_deterministic(config.seed, config.threads, config.deterministic)
     timer.enter("scoring_before")
-    before = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
+    before = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples) if rank0 else {}
     timer.enter("training")
-    start = snapshot_weights(lm.model)
+    start = snapshot_weights(lm.model) if rank0 else None
     apply_params(strategy.params, lm)  # peft wraps lm.model: only the adapter trains from here on
     penalty = build_penalty(strategy.penalty, lm, suite, config.seed)  # L2-SP/EWC anchor here
 
     optim = strategy.optim
     train, rates = build_training_data(strategy.data, suite, optim.steps * optim.batch_size, config.seed)
     callbacks = build_callbacks(cfg.callbacks, eval_tasks)
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=build_loggers(cfg.logger, wandb) or False,
-                                     callbacks=callbacks)
+    # use_distributed_sampler=False: the data module's sampler shards each global batch itself
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=(rank0 and build_loggers(cfg.logger, wandb)) or False,
+                                     callbacks=callbacks, use_distributed_sampler=False)
+    check_trainer(trainer, sweep.is_multirun())
     checkpoints = next((Path(c.dirpath) for c in callbacks if isinstance(c, ModelCheckpoint) and c.dirpath),
                        run_dir / CHECKPOINT_DIR)
     resume = usable_checkpoint(checkpoints / "last.ckpt")  # a corrupt one is set aside with a warning
     stats = fit(lm, train, trainer, optim, config.seed, penalty=penalty,
                 ckpt_path=str(resume) if resume else None, data_cache_dir=config.paths.data_cache_dir)
+    if not rank0:
+        return None
     periodic = next((c for c in callbacks if isinstance(c, PeriodicEvaluation)), None)
     if periodic is not None:
         timer.split_off("periodic_evaluation", "training", periodic.seconds)
@@ -161,6 +175,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
         "tokens_seen": stats["tokens_seen"],
         "pad_fraction": stats["pad_fraction"],  # share of trained tensor positions that were padding
         "steps": stats["steps"],
+        "batch": stats["batch"],  # global batch, its per-process share, processes (world size)
         "mixture": {"configured": rates, "sampled": composition(train)},
         "metric_info": describe_metrics(eval_tasks),  # which metric (and library version) scored each task
         "skipped_rows": suite.skipped_rows(),  # rows dropped on purpose by a task's loader (e.g. skip_empty)

@@ -24,6 +24,8 @@ class PeriodicEvaluation(L.Callback):
 
     def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         step = trainer.global_step
+        if not trainer.is_global_zero:  # under DDP rank 0 scores; the others wait at their next step
+            return
         if self.history and self.history[-1]["step"] == step:
             return
         start = time.perf_counter()

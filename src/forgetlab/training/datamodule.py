@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
-import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
 
+from forgetlab.training.distributed import per_device_batch_size
 from forgetlab.training.sampler import ResumableBatchSampler, ResumableDataLoader
 from forgetlab.utils.columns import column, content_hash
 from forgetlab.utils.dataset_cache import cached_dataset
@@ -57,16 +57,14 @@ class InstructionDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         n = len(self.train_data)
-        if self.trainer is not None and self.trainer.world_size > 1:
-            # Lightning shards a plain shuffling loader with a DistributedSampler (it cannot rebuild a custom
-            # batch sampler for that); such a run resumes mid-epoch from the epoch's start, as before.
-            generator = torch.Generator().manual_seed(self.seed)
-            return DataLoader(self.train_data, batch_size=self.batch_size, shuffle=True,
-                              drop_last=n >= self.batch_size, generator=generator, collate_fn=self.collate)
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        per_device_batch_size(self.batch_size, world)  # the global batch must split evenly over the processes
         lengths = None
         if self.group_by_length:  # sort key: (input length, label length); both are padded per batch
             lengths = list(zip(map(len, column(self.train_data, "input_ids")),
                                map(len, column(self.train_data, "labels"))))
+        # `batch_size` is the global batch; under DDP each process takes its share of every global batch
+        # (the Trainer is built with use_distributed_sampler=False, so Lightning adds no sampler of its own).
         sampler = ResumableBatchSampler(n, self.batch_size, self.seed, drop_last=n >= self.batch_size,
-                                        lengths=lengths)
+                                        lengths=lengths, rank=rank, world_size=world)
         return ResumableDataLoader(self.train_data, sampler, collate_fn=self.collate, num_workers=0)

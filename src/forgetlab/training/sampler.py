@@ -32,17 +32,26 @@ class ResumableBatchSampler(Sampler[list[int]]):
     does: the epoch's permutation is cut into mega-batches of `group_batches` batches, each mega-batch is
     sorted by length and cut into batches, and the batches are shuffled. Examples of one batch then have
     nearly equal lengths (little padding) while the epoch's content and its randomness stay the same.
+
+    Under DDP every process builds the same sampler with its `rank` and the `world_size`: the batches are
+    still the global ones (`batch_size` = examples per optimizer step over all processes) and each process
+    takes every `world_size`-th example of each, from its `rank` on. So N processes train on exactly the
+    batches of one, and the state (counted in global batches) resumes on any number of processes.
     """
 
     def __init__(self, num_samples: int, batch_size: int, seed: int, drop_last: bool = True,
-                 lengths: Sequence[int] | None = None, group_batches: int = 50) -> None:
+                 lengths: Sequence[int] | None = None, group_batches: int = 50,
+                 rank: int = 0, world_size: int = 1) -> None:
         if num_samples < 0 or batch_size < 1:
             raise ValueError(f"need num_samples >= 0 and batch_size >= 1, got {num_samples} and {batch_size}")
         if lengths is not None and len(lengths) != num_samples:
             raise ValueError(f"got {len(lengths)} lengths for {num_samples} examples")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank {rank} of {world_size}")
         self.num_samples, self.batch_size = num_samples, batch_size
         self.seed, self.drop_last = seed, drop_last
         self.lengths, self.group_batches = lengths, max(1, group_batches)
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.next_batch = 0
 
@@ -92,7 +101,7 @@ class ResumableBatchSampler(Sampler[list[int]]):
         epoch, batches = self.epoch, self.batches(self.epoch)
         for b in range(self.next_batch, len(self)):
             self.epoch, self.next_batch = epoch, b + 1
-            yield batches[b]
+            yield batches[b][self.rank::self.world_size]
 
     def state_dict(self) -> dict[str, int]:
         epoch, next_batch = self.position()

@@ -42,9 +42,11 @@ def cached_dataset(root: str | Path | None, kind: str, key: Any, build: Callable
         tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))
         data.save_to_disk(str(tmp))
         (tmp / ".complete").touch()
-        if entry.exists():
-            shutil.rmtree(entry, ignore_errors=True)
-        os.replace(tmp, entry)
+        if (entry / ".complete").is_file():  # another job finished the same entry first: keep that one
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            shutil.rmtree(entry, ignore_errors=True)  # a half-written or unreadable one
+            os.replace(tmp, entry)
     except OSError as err:  # a full disk, a read-only cache or a concurrent writer costs speed, never the run
         log.warning("could not cache %s data in %s (%s); continuing without the cache", kind, entry.parent, err)
         if tmp is not None:
