@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from forgetlab import __version__
 from forgetlab.config import ConfigError, TrainConfig, validate
 from forgetlab.evaluation.forgetting import summarize_forgetting
+from forgetlab.evaluation.score_cache import cached_scores, scoring_key
 from forgetlab.evaluation.scoring import describe_metrics, score_tasks
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.run_dirs import CHECKPOINT_DIR, METRICS_FILE
@@ -129,7 +130,15 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
     # Reseed: what follows must not depend on whether the base stage was trained now or loaded from cache.
     make_deterministic(config.seed, config.threads, config.deterministic)
     timer.enter("scoring_before")
-    before = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples) if rank0 else {}
+    before, before_cached = {}, False
+    if rank0:  # the base's scores are the same for every job of a sweep: cached by the weights' hash
+        key = None if base is None else scoring_key(
+            base["weights_sha256"], eval_tasks, "test",
+            {"batch_size": evalc.batch_size, "max_examples": evalc.test_max_examples, "threads": config.threads,
+             "trainer": {k: cfg.trainer.get(k) for k in ("accelerator", "precision")}})
+        before, before_cached = cached_scores(
+            config.paths.data_cache_dir, key,
+            lambda: score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples))
     timer.enter("training")
     start = snapshot_weights(lm.model) if rank0 else None
     apply_params(strategy.params, lm)  # peft wraps lm.model: only the adapter trains from here on
@@ -170,6 +179,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
         "seed": config.seed,
         **summarize_forgetting(before, after, suite.target),
         "before": before,
+        "before_cached": before_cached,  # the same base scored by an earlier job (evaluation/score_cache.py)
         "after": after,
         **lm.parameter_counts(),
         "tokens_seen": stats["tokens_seen"],

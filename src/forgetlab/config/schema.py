@@ -127,7 +127,9 @@ class EvalConfig:
 
     batch_size: int = knob(256, "examples per scoring batch", min=1)
     every_n_steps: int = knob(25, "validation scores of every task every N fine-tuning steps; 0 = off", min=0)
-    val_max_examples: int | None = knob(None, "periodic evaluation: at most this many examples per task", min=1)
+    val_max_examples: int | None = knob(32, "periodic evaluation: the first N validation examples per task (a "
+                                            "sample that keeps evaluation a small share of the run); null = all",
+                                        min=1)
     test_max_examples: int | None = knob(None, "before/after scoring: at most this many examples per task", min=1)
 
 
