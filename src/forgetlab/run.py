@@ -19,6 +19,7 @@ from forgetlab.config import ConfigError, TrainConfig, validate
 from forgetlab.evaluation.forgetting import summarize_forgetting
 from forgetlab.evaluation.scoring import describe_metrics, score_tasks
 from forgetlab.models.language_model import LanguageModel
+from forgetlab.models.placement import place_for_scoring
 from forgetlab.run_dirs import CHECKPOINT_DIR, METRICS_FILE
 from forgetlab.strategies.adapters import apply_params
 from forgetlab.strategies.checks import check_strategy
@@ -112,6 +113,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
 
     # Reseed: what follows must not depend on whether the base stage was trained now or loaded from cache.
     make_deterministic(config.seed, config.threads, config.deterministic)
+    place_for_scoring(lm, cfg.trainer)
     before = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
     start = snapshot_weights(lm.model)
     apply_params(strategy.params, lm)  # peft wraps lm.model: only the adapter trains from here on
@@ -127,6 +129,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
     resume = usable_checkpoint(checkpoints / "last.ckpt")  # a corrupt one is set aside with a warning
     stats = fit(lm, train, trainer, optim, config.seed, penalty=penalty, ckpt_path=str(resume) if resume else None)
 
+    place_for_scoring(lm, cfg.trainer)  # Lightning hands the model back on the CPU
     after = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
     selected = score_selected(lm, callbacks, eval_tasks, evalc, before, suite.target)  # None without a budget
     save_final_model(lm, run_dir, base["path"] + "/model" if base else cfg.model.build.get("name_or_path"))
@@ -148,6 +151,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
         "mixture": {"configured": rates, "sampled": composition(train)},
         "metric_info": describe_metrics(eval_tasks),  # which metric (and library version) scored each task
         "skipped_rows": suite.skipped_rows(),  # rows dropped on purpose by a task's loader (e.g. skip_empty)
+        "truncated": lm.truncation.summary(lm.max_length),  # examples cut to fit the model, by task and split
         "base": None if base is None else {k: base[k] for k in ("key", "path", "weights_sha256", "cached")},
         "history": periodic.history if periodic is not None else [],
         "selected": selected,

@@ -157,7 +157,10 @@ class TasksConfig:
 
     _target_: str = MISSING
     target: str = knob(help="the task fine-tuning learns")
-    base: list[str] = knob(help="the tasks the model already knows (base stage, replay, EWC's Fisher)")
+    base: list[str] = knob(help="the tasks the model already knows: the base stage teaches them to built-in "
+                                "models; for a pretrained model (model.base_stage=false) they name its old "
+                                "abilities (any tasks, held-out text too); replay, multi-task mixing and EWC's "
+                                "Fisher draw on them")
     eval: list[str] | None = knob(None, "tasks scored before/after; null = base + target")
     sizes: dict[str, int] = knob(help="examples per split: {train, validation, test}")
     seed: int = knob(1234, "seed that generates the built-in tasks' rows")

@@ -32,11 +32,16 @@ class InstructionDataModule(L.LightningDataModule):
         self.seed = seed
         self.task_names = task_names or sorted(set(train["task"]))
         self.train_data: Dataset | None = None
+        self.truncated: dict[str, tuple[int, int]] = {}  # task -> (examples cut to fit, examples)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_data is None:
             index = {t: i for i, t in enumerate(self.task_names)}
             data = self.raw_train.map(self.encode_batch, batched=True, load_from_cache_file=False)
+            if "truncated" in data.column_names:
+                for task, cut in zip(data["task"], data["truncated"]):
+                    n_cut, n = self.truncated.get(task, (0, 0))
+                    self.truncated[task] = (n_cut + int(cut), n + 1)
             data = data.map(lambda b: {"task_id": [index[t] for t in b["task"]]}, batched=True,
                             load_from_cache_file=False)
             self.train_data = data.select_columns(["input_ids", "labels", "task_id"])
