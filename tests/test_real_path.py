@@ -23,7 +23,7 @@ from tests.conftest import compose_config
 SMALL = {"seq2seq": lambda: build_tiny_t5(d_model=32, d_ff=64, num_heads=2, d_kv=16, num_layers=1,
                                           num_decoder_layers=1),
          "causal": lambda: build_tiny_gpt(n_embd=32, n_layer=1, n_head=2)}
-WORDS = "the cat sat on a mat while anna met leo in paris and the dog ran to the park".split()
+WORDS = ["the", "cat", "sat", "on", "a", "mat", "while", "anna", "met", "leo", "in", "paris", "and", "the", "dog", "ran", "to", "the", "park"]
 CHAT = "{% for m in messages %}<|user|>{{ m['content'] }}<|end|>{% endfor %}{% if add_generation_prompt %}<|bot|>{% endif %}"
 
 
@@ -114,7 +114,7 @@ def test_llama_prompts_start_with_bos_as_its_tokenizer_does(tmp_path):
     text = lm.encode("", "the dog ran")  # held-out text: BOS, the text, EOS; no separator
     assert lm.tokenizer.decode(text["input_ids"]) == "<s>the dog ran</s>" and text["labels"][0] == IGNORE_INDEX
     assert lm.generation_input("the cat", 4)[0][0] == bos
-    assert not load_pretrained(str(llama_folder(tmp_path / "b")), add_bos=False).encode("a", "b")["input_ids"][0] == bos
+    assert load_pretrained(str(llama_folder(tmp_path / "b")), add_bos=False).encode("a", "b")["input_ids"][0] != bos
 
 
 def test_chat_template_wraps_prompts_but_not_held_out_text(tmp_path):
@@ -171,12 +171,10 @@ def test_lora_defaults_of_each_preset_architecture_match_real_modules(model_type
     from forgetlab.config.schema import ParamsConfig, ParamsKind
     from forgetlab.models.language_model import LanguageModel
 
-    sizes = {"llama": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           num_key_value_heads=2),
-             "qwen2": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           num_key_value_heads=2),
-             "gpt2": dict(n_embd=32, n_layer=1, n_head=2), "t5": dict(d_model=32, d_ff=64, num_layers=1, num_heads=2,
-                                                                       d_kv=16)}[model_type]
+    attention = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                 "num_key_value_heads": 2}
+    sizes = {"llama": attention, "qwen2": attention, "gpt2": {"n_embd": 32, "n_layer": 1, "n_head": 2},
+             "t5": {"d_model": 32, "d_ff": 64, "num_layers": 1, "num_heads": 2, "d_kv": 16}}[model_type]
     config = AutoConfig.for_model(model_type, vocab_size=64, **sizes)
     auto = AutoModelForSeq2SeqLM if model_type == "t5" else AutoModelForCausalLM
     tok = SMALL["seq2seq"]().tokenizer

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from forgetlab import __version__
 from forgetlab.config import ConfigError, TrainConfig, validate
 from forgetlab.evaluation.forgetting import summarize_forgetting
+from forgetlab.evaluation.lm_eval_bridge import check_installed, lm_eval_summary, score_lm_eval
 from forgetlab.evaluation.scoring import describe_metrics, score_tasks
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.models.placement import place_for_scoring
@@ -102,6 +103,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
         raise ConfigError(f"paths.output_dir={str(run_dir)!r} cannot be created ({err.strerror}); it follows "
                           "paths.root (or hydra.run.dir / hydra.sweep.dir): point it at a writable folder") from None
     make_deterministic(config.seed, config.threads, config.deterministic)
+    check_installed(config.lm_eval)  # an lm-eval task without lm-eval installed fails before any model loads
 
     suite: TaskSuite = instantiate(cfg.tasks, _convert_="all")
     lm: LanguageModel = instantiate(cfg.model.build)
@@ -115,6 +117,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
     make_deterministic(config.seed, config.threads, config.deterministic)
     place_for_scoring(lm, cfg.trainer)
     before = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
+    lm_eval_before = score_lm_eval(lm, config.lm_eval) if config.lm_eval.tasks else None
     start = snapshot_weights(lm.model)
     apply_params(strategy.params, lm)  # peft wraps lm.model: only the adapter trains from here on
     penalty = build_penalty(strategy.penalty, lm, suite, config.seed)  # L2-SP/EWC anchor here
@@ -131,6 +134,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
 
     place_for_scoring(lm, cfg.trainer)  # Lightning hands the model back on the CPU
     after = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
+    lm_eval = lm_eval_summary(lm_eval_before, score_lm_eval(lm, config.lm_eval)) if lm_eval_before else None
     selected = score_selected(lm, callbacks, eval_tasks, evalc, before, suite.target)  # None without a budget
     save_final_model(lm, run_dir, base["path"] + "/model" if base else cfg.model.build.get("name_or_path"))
     periodic = next((c for c in callbacks if isinstance(c, PeriodicEvaluation)), None)
@@ -152,6 +156,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
         "metric_info": describe_metrics(eval_tasks),  # which metric (and library version) scored each task
         "skipped_rows": suite.skipped_rows(),  # rows dropped on purpose by a task's loader (e.g. skip_empty)
         "truncated": lm.truncation.summary(lm.max_length),  # examples cut to fit the model, by task and split
+        "lm_eval": lm_eval,  # lm-evaluation-harness tasks before/after (lm_eval.tasks), null when off
         "base": None if base is None else {k: base[k] for k in ("key", "path", "weights_sha256", "cached")},
         "history": periodic.history if periodic is not None else [],
         "selected": selected,

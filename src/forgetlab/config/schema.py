@@ -152,6 +152,17 @@ class SelectConfig:
 
 
 @dataclass
+class LmEvalConfig:
+    """Optional lm-evaluation-harness tasks scored before and after (pip install 'forgetlab[lmeval]')."""
+
+    tasks: list[str] = knob([], "lm-eval task names scored before/after fine-tuning; empty = off")
+    include_path: str | None = knob(None, "a folder of your own lm-eval YAML tasks (local data works offline)")
+    limit: int | None = knob(None, "at most this many examples per lm-eval task", min=1)
+    num_fewshot: int | None = knob(None, "few-shot examples; null = each task's own", min=0)
+    batch_size: int = knob(8, "lm-eval batch size", min=1)
+
+
+@dataclass
 class TasksConfig:
     """The tasks of an experiment (built by `_target_`, forgetlab.tasks.suite.build_suite)."""
 
@@ -201,6 +212,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    lm_eval: LmEvalConfig = field(default_factory=LmEvalConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     base: BaseStageConfig = field(default_factory=BaseStageConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
