@@ -59,7 +59,7 @@ def test_a_local_lm_eval_task_scores_before_and_after_into_metrics_json(tmp_path
     from forgetlab.run import run_experiment
 
     tasks = local_task(tmp_path / "lm_eval_tasks")
-    cfg = compose_config(["experiment=tiny", "strategy.optim.steps=3", "eval.every_n_steps=0",
+    cfg = compose_config(["experiment=tiny", "model.base_stage=false", "strategy.optim.steps=3", "eval.every_n_steps=0",
                           "diagnostics.spectral=false", "lm_eval.tasks=[local_sentiment]",
                           f"lm_eval.include_path={tasks}"], tmp_path / "run", cache_dir)
     metrics = run_experiment(cfg)

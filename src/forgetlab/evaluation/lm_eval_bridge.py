@@ -28,12 +28,31 @@ def check_installed(config: LmEvalConfig) -> None:
                           f"installed: {INSTALL_HINT}")
 
 
+_MANAGERS: dict[tuple[str | None, tuple[str, ...]], Any] = {}
+
+
+def task_manager(config: LmEvalConfig) -> Any:
+    """lm-eval's TaskManager, built once per process. Indexing lm-eval's thousands of built-in task files takes
+    over a minute on a small CPU, so when `include_path` holds every task asked for, only it is indexed."""
+    from lm_eval.tasks import TaskManager
+
+    key = (config.include_path, tuple(config.tasks))
+    if key not in _MANAGERS:
+        manager = None
+        if config.include_path:
+            manager = TaskManager(include_path=config.include_path, include_defaults=False)
+            if not all(t in manager.all_tasks for t in config.tasks):
+                manager = None
+        _MANAGERS[key] = manager or TaskManager(include_path=config.include_path)
+    return _MANAGERS[key]
+
+
 def _numbers(result: dict[str, Any]) -> dict[str, float]:
     """lm-eval's 'acc,none' / 'acc_stderr,none' -> {'acc': ...}; stderrs and non-numbers dropped."""
     out = {}
     for key, value in result.items():
         metric, _, filt = key.partition(",")
-        if "stderr" in metric or isinstance(value, bool) or not isinstance(value, (int, float)):
+        if "stderr" in metric or metric == "sample_len" or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         if isinstance(value, float) and not math.isfinite(value):
             continue
@@ -46,7 +65,6 @@ def score_lm_eval(lm: LanguageModel, config: LmEvalConfig) -> dict[str, dict[str
     check_installed(config)
     import lm_eval
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
 
     from forgetlab.strategies.adapters import merged_copy
 
@@ -58,7 +76,7 @@ def score_lm_eval(lm: LanguageModel, config: LmEvalConfig) -> dict[str, dict[str
                        max_length=lm.max_length, add_bos_token=lm.add_bos, device=str(model.device))
         results = lm_eval.simple_evaluate(
             model=harness, tasks=list(config.tasks), num_fewshot=config.num_fewshot, limit=config.limit,
-            task_manager=TaskManager(include_path=config.include_path), log_samples=False, bootstrap_iters=0,
+            task_manager=task_manager(config), log_samples=False, bootstrap_iters=0,
             random_seed=0, numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
     finally:
         model.train(was_training)
