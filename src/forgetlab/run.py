@@ -17,9 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 from forgetlab import __version__
 from forgetlab.config import ConfigError, TrainConfig, validate
 from forgetlab.evaluation.forgetting import summarize_forgetting
+from forgetlab.evaluation.lm_eval_bridge import check_installed, lm_eval_summary, score_lm_eval
 from forgetlab.evaluation.score_cache import cached_scores, scoring_key
 from forgetlab.evaluation.scoring import describe_metrics, score_tasks
 from forgetlab.models.language_model import LanguageModel
+from forgetlab.models.placement import place_for_scoring
 from forgetlab.run_dirs import CHECKPOINT_DIR, METRICS_FILE
 from forgetlab.strategies.adapters import apply_params
 from forgetlab.strategies.checks import check_strategy
@@ -117,6 +119,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
         raise ConfigError(f"paths.output_dir={str(run_dir)!r} cannot be created ({err.strerror}); it follows "
                           "paths.root (or hydra.run.dir / hydra.sweep.dir): point it at a writable folder") from None
     make_deterministic(config.seed, config.threads, config.deterministic)
+    check_installed(config.lm_eval)  # an lm-eval task without lm-eval installed fails before any model loads
 
     suite: TaskSuite = instantiate(cfg.tasks, cache_dir=config.paths.data_cache_dir, _convert_="all")
     lm: LanguageModel = instantiate(cfg.model.build)
@@ -130,15 +133,18 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
     # Reseed: what follows must not depend on whether the base stage was trained now or loaded from cache.
     make_deterministic(config.seed, config.threads, config.deterministic)
     timer.enter("scoring_before")
-    before, before_cached = {}, False
+    before, before_cached, lm_eval_before = {}, False, None
     if rank0:  # the base's scores are the same for every job of a sweep: cached by the weights' hash
+        place_for_scoring(lm, cfg.trainer)
         key = None if base is None else scoring_key(
             base["weights_sha256"], eval_tasks, "test",
             {"batch_size": evalc.batch_size, "max_examples": evalc.test_max_examples, "threads": config.threads,
+             "encoding": lm.encoding_key(), "max_new_tokens": lm.max_new_tokens,
              "trainer": {k: cfg.trainer.get(k) for k in ("accelerator", "precision")}})
         before, before_cached = cached_scores(
             config.paths.data_cache_dir, key,
             lambda: score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples))
+        lm_eval_before = score_lm_eval(lm, config.lm_eval) if config.lm_eval.tasks else None
     timer.enter("training")
     start = snapshot_weights(lm.model) if rank0 else None
     apply_params(strategy.params, lm)  # peft wraps lm.model: only the adapter trains from here on
@@ -163,7 +169,9 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
         timer.split_off("periodic_evaluation", "training", periodic.seconds)
 
     timer.enter("scoring_after")
+    place_for_scoring(lm, cfg.trainer)  # Lightning hands the model back on the CPU
     after = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
+    lm_eval = lm_eval_summary(lm_eval_before, score_lm_eval(lm, config.lm_eval)) if lm_eval_before else None
     selected = score_selected(lm, callbacks, eval_tasks, evalc, before, suite.target)  # None without a budget
     timer.enter("diagnostics")
     movement = weight_movement(start, lm.model, config.diagnostics)  # incl. intruder dimensions (SVDs)
@@ -189,6 +197,8 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
         "mixture": {"configured": rates, "sampled": composition(train)},
         "metric_info": describe_metrics(eval_tasks),  # which metric (and library version) scored each task
         "skipped_rows": suite.skipped_rows(),  # rows dropped on purpose by a task's loader (e.g. skip_empty)
+        "truncated": lm.truncation.summary(lm.max_length),  # examples cut to fit the model, by task and split
+        "lm_eval": lm_eval,  # lm-evaluation-harness tasks before/after (lm_eval.tasks), null when off
         "base": None if base is None else {k: base[k] for k in ("key", "path", "weights_sha256", "cached")},
         "history": periodic.history if periodic is not None else [],
         "selected": selected,

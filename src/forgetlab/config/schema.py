@@ -156,12 +156,26 @@ class SelectConfig:
 
 
 @dataclass
+class LmEvalConfig:
+    """Optional lm-evaluation-harness tasks scored before and after (pip install 'forgetlab[lmeval]')."""
+
+    tasks: list[str] = knob([], "lm-eval task names scored before/after fine-tuning; empty = off")
+    include_path: str | None = knob(None, "a folder of your own lm-eval YAML tasks (local data works offline)")
+    limit: int | None = knob(None, "at most this many examples per lm-eval task", min=1)
+    num_fewshot: int | None = knob(None, "few-shot examples; null = each task's own", min=0)
+    batch_size: int = knob(8, "lm-eval batch size", min=1)
+
+
+@dataclass
 class TasksConfig:
     """The tasks of an experiment (built by `_target_`, forgetlab.tasks.suite.build_suite)."""
 
     _target_: str = MISSING
     target: str = knob(help="the task fine-tuning learns")
-    base: list[str] = knob(help="the tasks the model already knows (base stage, replay, EWC's Fisher)")
+    base: list[str] = knob(help="the tasks the model already knows: the base stage teaches them to built-in "
+                                "models; for a pretrained model (model.base_stage=false) they name its old "
+                                "abilities (any tasks, held-out text too); replay, multi-task mixing and EWC's "
+                                "Fisher draw on them")
     eval: list[str] | None = knob(None, "tasks scored before/after; null = base + target")
     sizes: dict[str, int] = knob(help="examples per split: {train, validation, test}")
     seed: int = knob(1234, "seed that generates the built-in tasks' rows")
@@ -204,6 +218,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    lm_eval: LmEvalConfig = field(default_factory=LmEvalConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     base: BaseStageConfig = field(default_factory=BaseStageConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)

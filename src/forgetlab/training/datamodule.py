@@ -41,17 +41,23 @@ class InstructionDataModule(L.LightningDataModule):
         self.cache_dir = cache_dir if encoding_key is not None else None  # tokenised data is cached by both
         self.encoding_key = encoding_key
         self.train_data: Dataset | None = None
+        self.truncated: dict[str, tuple[int, int]] = {}  # task -> (examples cut to fit, examples)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_data is None:
             def tokenise() -> Dataset:
                 data = self.raw_train.map(self.encode_batch, batched=True, load_from_cache_file=False)
-                return data.select_columns(["input_ids", "labels", "task"])
+                return data.select_columns([c for c in ("input_ids", "labels", "task", "truncated")
+                                            if c in data.column_names])
 
             key = {"rows": content_hash(self.raw_train, ["task", "prompt", "completion"]) if self.cache_dir else None,
                    "encoding": self.encoding_key}
             data = cached_dataset(self.cache_dir, "tokenized", key, tokenise)
             index = {t: i for i, t in enumerate(self.task_names)}
+            if "truncated" in data.column_names:
+                for task, cut in zip(column(data, "task"), column(data, "truncated")):
+                    n_cut, n = self.truncated.get(task, (0, 0))
+                    self.truncated[task] = (n_cut + int(cut), n + 1)
             data = data.add_column("task_id", [index[t] for t in column(data, "task")])
             self.train_data = data.select_columns(["input_ids", "labels", "task_id"])
 

@@ -38,6 +38,9 @@ def fit(
                                  group_by_length=optim.group_by_length, cache_dir=data_cache_dir,
                                  encoding_key=lm.encoding_key() if data_cache_dir else None)
     module = InstructionTuner(lm, optim, penalty=penalty, task_names=task_names)
+    data.setup("fit")  # tokenise now, so examples cut to fit the model are reported before training starts
+    for task, (cut, n) in sorted(data.truncated.items()):
+        lm.truncation.record(task, "train", cut, n, lm.max_length)
     lm.model.train()  # from_pretrained returns eval mode; dropout must be live while training
     L.seed_everything(seed, workers=True, verbose=False)
     start = time.perf_counter()
