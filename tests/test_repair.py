@@ -69,7 +69,7 @@ def test_lambda_zero_removes_a_planted_intruder(run_copy):
     u = torch.randn(w.shape[0], generator=gen)
     u -= u0 @ (u0.T @ u)  # outside W0's column space: no pre-trained direction resembles it
     v = torch.randn(w.shape[1], generator=gen)
-    sigma = 10 * float(torch.linalg.matrix_norm(w0, ord=2))
+    sigma = 30 * float(torch.linalg.matrix_norm(w0, ord=2))
     with torch.no_grad():
         w.add_(sigma * torch.outer(u / u.norm(), v / v.norm()))
     assert intruder_dimensions(w0, w)["indices"][:1] == [0]

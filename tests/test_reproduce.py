@@ -256,7 +256,7 @@ def test_rerun_plan_paths_threads_and_quoting(tmp_path):
               "config": {"threads": 4}, "threads": {"configured": 4},
               "paths": {"root": str(tmp_path), "cache_dir": "/gone/cache"}, "cwd": "/gone"}
     overrides, workdir, notes = rerun_plan(record, tmp_path / "out dir")
-    assert overrides == ["experiment=tiny", "threads=4", f"paths.root={tmp_path}",
+    assert overrides == ["experiment=tiny", "threads=4", f"paths.root={tmp_path}", "paths.data_cache_dir=null",
                          f"hydra.run.dir='{tmp_path / 'out dir'}'"]
     assert workdir == Path.cwd()
     assert any("paths.cache_dir" in n for n in notes) and any("+paths.extra" in n for n in notes)

@@ -21,6 +21,7 @@ from forgetlab.evaluation.lm_eval_bridge import check_installed, lm_eval_summary
 from forgetlab.evaluation.score_cache import cached_scores, scoring_key
 from forgetlab.evaluation.scoring import describe_metrics, score_tasks
 from forgetlab.models.language_model import LanguageModel
+from forgetlab.models.truncation import TruncationLog
 from forgetlab.models.placement import place_for_scoring
 from forgetlab.run_dirs import CHECKPOINT_DIR, METRICS_FILE
 from forgetlab.strategies.adapters import apply_params
@@ -126,6 +127,8 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
     strategy, evalc = config.strategy, config.eval
     check_strategy(strategy, lm, suite)  # bad target modules etc. fail here, before any training
     base = prepare_base(cfg, config, lm, suite, wandb)
+    # A fresh count for this run: the base stage's own cuts (absent when it comes from the cache) are not its.
+    lm.truncation = TruncationLog()
     eval_tasks = suite.eval_tasks()
     if rank0:
         write_run_record(run_dir, cfg, suite, base)
