@@ -79,7 +79,7 @@ def test_three_stages_write_the_matrix_and_replay_draws_on_earlier_stages(tmp_pa
     cfg = compose_config([*QUICK, *overrides], tmp_path, cache_dir)
     for t, stage in enumerate(STAGES, start=1):
         recorded = json.loads((tmp_path / f"stages/{t:02d}" / SCORES_FILE).read_text())["scores"]
-        config, suite, lm, _ = _model_at(cfg, t, tmp_path)
+        _, suite, lm, _ = _model_at(cfg, t, tmp_path)
         again = score_tasks(lm, {n: suite.tasks[n] for n in stage}, "test", 256, 8)
         for name in stage:
             col = tasks.index(name)
