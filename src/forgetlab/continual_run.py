@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from forgetlab.config import ConfigError, TrainConfig, validate
+from forgetlab.config.schema import ParamsKind
 from forgetlab.evaluation.continual import continual_summary, learned_at, score_matrix, stage_names
 from forgetlab.evaluation.forgetting import summarize_forgetting
 from forgetlab.evaluation.scoring import describe_metrics, score_tasks
@@ -146,8 +147,7 @@ def train_stage(cfg: DictConfig, config: TrainConfig, lm: LanguageModel, suite: 
     }
     carry.save(store, t, lm)
     store.finish(t, record)  # last: from here on the stage is complete
-    if resume is not None or (checkpoints / "last.ckpt").exists():
-        (checkpoints / "last.ckpt").unlink(missing_ok=True)  # the stage's weights supersede it
+    (checkpoints / "last.ckpt").unlink(missing_ok=True)  # the stage's weights.pt supersede it
     return record
 
 
@@ -178,7 +178,7 @@ def run_continual(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[st
     stages = sequence_stages(config, sorted(FAMILIES) + sorted(config.tasks.custom))
     suite = build_sequence_suite(cfg, config, stages)
     lm: LanguageModel = instantiate(cfg.model.build)
-    if config.strategy.params.kind.value != "all":
+    if config.strategy.params.kind != ParamsKind.all:
         build_peft_config(config.strategy.params, lm)  # bad target modules fail before any training
     base = prepare_base(cfg, config, lm, suite, wandb)
     eval_tasks, evalc = suite.eval_tasks(), config.eval
@@ -225,7 +225,8 @@ def run_continual(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[st
         "trainable_fraction": records[-1]["trainable_params"] / records[-1]["total_params"],
         "tokens_seen": sum(r["tokens_seen"] for r in records),
         "steps": sum(r["steps"] for r in records),
-        "sequence": {**OmegaConf.to_container(cfg.sequence, resolve=True), "stage_names": stage_names(stages)},
+        "sequence": {**OmegaConf.to_container(cfg.sequence, resolve=True, enum_to_str=True),
+                     "stage_names": stage_names(stages)},
         "continual": continual_summary(score_matrix(rows, tasks, "score"), tasks, stages),
         "continual_loss": continual_summary(score_matrix(rows, tasks, "loss"), tasks, stages,
                                             higher_is_better=False),

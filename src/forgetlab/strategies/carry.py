@@ -45,13 +45,12 @@ def stage_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_stage_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Load `stage_weights` back: every weight of a plain model, every trainable one of a kept adapter."""
     missing, unexpected = model.load_state_dict(weights, strict=False)
-    expected_missing = set(missing) - set(trainable(model)) if is_peft(model) else set(missing)
-    if unexpected or (expected_missing and not is_peft(model)):
-        raise RuntimeError(f"stage weights do not fit the model: missing {sorted(missing)[:5]}, "
+    lacking = set(trainable(model)) - set(weights) if is_peft(model) else set(missing)
+    if unexpected or lacking:
+        raise RuntimeError(f"stage weights do not fit the model: missing {sorted(lacking)[:5]}, "
                            f"unexpected {sorted(unexpected)[:5]}")
-    if is_peft(model) and set(trainable(model)) - set(weights):
-        raise RuntimeError(f"stage weights lack adapter parameters: {sorted(set(trainable(model)) - set(weights))[:5]}")
 
 
 class Carry:
