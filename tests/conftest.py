@@ -37,10 +37,20 @@ def cache_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, cache_dir):
-    """A complete tiny experiment (tiny T5, 3 base tasks, 20 fine-tuning steps): (run_dir, metrics)."""
+def tiny_run_timed(tmp_path_factory, cache_dir):
+    """A complete tiny experiment (tiny T5, 3 base tasks, 20 fine-tuning steps): (run_dir, metrics, the
+    seconds `run_experiment` took, measured outside it)."""
+    import time
+
     from forgetlab.run import run_experiment
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
+    start = time.perf_counter()
     metrics = run_experiment(compose_config([*TINY, "trainer.log_every_n_steps=1"], run_dir, cache_dir))
-    return run_dir, metrics
+    return run_dir, metrics, time.perf_counter() - start
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_run_timed):
+    """The tiny experiment above: (run_dir, metrics)."""
+    return tiny_run_timed[:2]

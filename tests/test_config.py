@@ -24,6 +24,9 @@ GROUPS = ["model", "tasks", "strategy", "trainer", "logger", "base", "paths", "e
 # Values a documented command leaves to the reader; composing needs something in their place.
 REQUIRED_BY_OPTION = {
     "hf": ["model.build.name_or_path=some/model"],
+    "llama_local": ["model.build.name_or_path=/models/llama"],
+    "local_llama": ["model.build.name_or_path=/models/llama", "tasks.custom.my_task.source=train.jsonl",
+                    "tasks.custom.held_out.source=held_out.txt"],
     "custom_jsonl": ["tasks.custom.my_task.source=data.jsonl"],
 }
 OTHER_COMMANDS = ("forgetlab-report", "forgetlab-reproduce", "forgetlab-export")

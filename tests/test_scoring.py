@@ -42,3 +42,39 @@ def test_every_metric_value_is_recorded_and_score_is_the_headline(tmp_path, lm):
     assert result["headline"] == "rougeLsum" and result["score"] == result["metrics"]["rougeLsum"]
     info = describe_metrics({"summarization": task})["summarization"]
     assert info["name"] == "rouge" and "rouge-score" in info["libraries"] and info["skipped_rows"] == 0
+
+
+def test_one_encoder_pass_per_scored_batch_gives_the_two_pass_results():
+    """Scoring a seq2seq batch runs the encoder once, for the loss and for generation alike, and gives the
+    predictions and losses of a separate generate() + teacher-forced loss; batches go by length and the
+    predictions come back in the split's order."""
+    import torch
+
+    from forgetlab.tasks.task import build_builtin_task
+
+    lm = build_tiny_t5(d_model=32, d_ff=64, num_heads=2, d_kv=16, num_layers=1, num_decoder_layers=1)
+    tok = lm.tokenizer  # untrained, it would write only eos or padding: make it write text
+    lm.model.generation_config.suppress_tokens = [tok.eos_token_id, tok.pad_token_id, *tok.all_special_ids]
+
+    task = build_builtin_task("reverse", {"train": 1, "validation": 1, "test": 24}, seed=0)
+    calls = []
+    hook = lm.model.get_encoder().register_forward_hook(lambda *a: calls.append(1))
+    try:
+        result = score_task(lm, task, "test", batch_size=8)
+    finally:
+        hook.remove()
+    assert len(calls) == 3  # 24 examples / 8 per batch
+
+    data = task.splits["test"]
+    max_new = len(lm.tokenizer(" " * task.max_answer_chars, add_special_tokens=False)["input_ids"]) + 1
+    preds = lm.generate(list(data["prompt"]), max_new_tokens=max_new)
+    feats = [lm.encode(p, c) for p, c in zip(data["prompt"], data["completion"])]
+    with torch.no_grad():
+        nll, ntok = lm.token_losses(lm.collate(feats))
+    one_pass, nll1, _ = lm.score_batch(feats, list(data["prompt"]), max_new)
+    assert one_pass == preds and len(set(preds)) > 1  # an untrained model still writes varied text
+    assert torch.allclose(nll1, nll, rtol=1e-5)
+    from forgetlab.evaluation.metrics import resolve_metric
+
+    assert result["score"] == pytest.approx(resolve_metric(task.metric)(preds, list(data["completion"])))
+    assert result["loss"] == pytest.approx(float(nll.sum() / ntok.sum()), rel=1e-5)

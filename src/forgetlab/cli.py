@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
 
 
-def run_and_record(cfg: DictConfig) -> dict:
+def run_and_record(cfg: DictConfig) -> dict | None:
     """Run, and whatever happens leave a metrics.json that says how it ended; always close W&B.
 
     W&B (when `logger=wandb`): one run per call, opened and closed by the `WandbSession` around the run,
@@ -37,13 +37,19 @@ def run_and_record(cfg: DictConfig) -> dict:
     """
     from forgetlab.continual_run import has_sequence, run_continual
     from forgetlab.run import run_experiment
-    from forgetlab.training.preemption import is_interruption
+    from forgetlab.training.distributed import is_global_zero
+    from forgetlab.training.preemption import exit_status, is_interruption
+    from forgetlab.utils.timing import process_age_s
     from forgetlab.utils.wandb_run import WandbSession
 
+    if not is_global_zero():  # another process of a DDP run: it trains, rank 0 records (and opens W&B)
+        return run_experiment(cfg, None)
     run_dir = Path(cfg.paths.output_dir)
     with WandbSession(cfg) as wandb:
         try:
-            metrics = (run_continual if has_sequence(cfg) else run_experiment)(cfg, wandb)
+            # start-up = the process's age, for a single run; the jobs of a sweep share one start-up
+            startup = None if sweep.is_multirun() else process_age_s()
+            metrics = run_continual(cfg, wandb) if has_sequence(cfg) else run_experiment(cfg, wandb, startup_s=startup)
         except BaseException as err:
             interrupted = is_interruption(err)
             write_json(run_dir / METRICS_FILE, {
@@ -55,7 +61,7 @@ def run_and_record(cfg: DictConfig) -> dict:
             if interrupted:
                 # SIGTERMException is a SystemExit with code None (exit 0); a scheduler must see non-zero.
                 log.warning("interrupted; the same command resumes from %s", shown(run_dir / "checkpoints"))
-                raise SystemExit(EXIT_INTERRUPTED) from err
+                raise SystemExit(exit_status(err, EXIT_INTERRUPTED)) from err
             raise
         wandb.log_results(metrics)
         return metrics
@@ -102,6 +108,8 @@ def hydra_main(cfg: DictConfig) -> float | list[float] | None:
         if sweep.sweeper_marks_failures():
             raise  # Optuna records the trial as failed and goes on (NaN would crash optuna 2.x's tell)
         return sweep.objectives(cfg, None)
+    if metrics is None:  # a DDP process other than rank 0: nothing to report
+        return None
     log.info("%s", result_line(cfg, metrics))
     return sweep.objectives(cfg, metrics)
 

@@ -17,8 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 from forgetlab import __version__
 from forgetlab.config import ConfigError, TrainConfig, validate
 from forgetlab.evaluation.forgetting import summarize_forgetting
+from forgetlab.evaluation.lm_eval_bridge import check_installed, lm_eval_summary, score_lm_eval
+from forgetlab.evaluation.score_cache import cached_scores, scoring_key
 from forgetlab.evaluation.scoring import describe_metrics, score_tasks
 from forgetlab.models.language_model import LanguageModel
+from forgetlab.models.placement import place_for_scoring
 from forgetlab.run_dirs import CHECKPOINT_DIR, METRICS_FILE
 from forgetlab.strategies.adapters import apply_params
 from forgetlab.strategies.checks import check_strategy
@@ -30,14 +33,17 @@ from forgetlab.training.base_stage import load_or_train_base
 from forgetlab.training.budget_selection import budget_table, score_selected
 from forgetlab.training.callbacks import PeriodicEvaluation
 from forgetlab.training.checkpoint_files import usable_checkpoint
+from forgetlab.training.distributed import check_trainer, is_global_zero
 from forgetlab.training.fit import fit
 from forgetlab.training.mixing import build_training_data, composition
 from forgetlab.training.progress import StepProgress
+from forgetlab.utils import sweep
 from forgetlab.utils.console import quiet_third_party
 from forgetlab.utils.determinism import make_deterministic
 from forgetlab.utils.io import write_json
 from forgetlab.utils.loggers import build_loggers
 from forgetlab.utils.run_record import write_run_record
+from forgetlab.utils.timing import PhaseTimer
 from forgetlab.utils.wandb_run import WandbSession
 
 log = logging.getLogger(__name__)
@@ -71,13 +77,15 @@ def prepare_base(cfg: DictConfig, config: TrainConfig, lm: LanguageModel, suite:
     }
 
     def make_trainer(max_steps: int, log_dir: Path) -> L.Trainer:
-        """The configured Trainer and loggers (local logs beside the cached weights), no checkpoints."""
+        """The configured Trainer and loggers (local logs beside the cached weights), no checkpoints; one
+        device even when fine-tuning uses several, so the base is trained once, before any DDP launch."""
         loggers = build_loggers(cfg.logger, wandb, save_dir=str(log_dir), prefix="base")
         return instantiate(cfg.trainer, max_steps=max_steps, logger=loggers or False,
-                           callbacks=[StepProgress("base stage")], enable_checkpointing=False)
+                           callbacks=[StepProgress("base stage")], enable_checkpointing=False,
+                           devices=1, num_nodes=1, strategy="auto")
 
     return load_or_train_base(lm, suite, spec, config.paths.cache_dir, config.base, make_trainer,
-                              eval_batch_size=config.eval.batch_size)
+                              eval_batch_size=config.eval.batch_size, may_train=is_global_zero())
 
 
 def build_callbacks(specs: DictConfig | None, eval_tasks: dict) -> list[L.Callback]:
@@ -89,9 +97,19 @@ def build_callbacks(specs: DictConfig | None, eval_tasks: dict) -> list[L.Callba
     return callbacks
 
 
-def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[str, Any]:
-    """Run one experiment described by `cfg` and return (and write) its metrics."""
-    started = time.perf_counter()
+def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
+                   startup_s: float | None = None) -> dict[str, Any] | None:
+    """Run one experiment described by `cfg` and return (and write) its metrics. `startup_s`: seconds the
+    process spent before this call (interpreter, imports, composition), recorded as the start-up phase.
+
+    Under DDP every process runs this; only rank 0 scores and writes files, the others set up what
+    training needs, train, and return None (forgetlab.training.distributed).
+    """
+    timer = PhaseTimer()
+    if startup_s is not None:
+        timer.add("startup", startup_s)
+    timer.enter("data")  # tasks, model, base stage
+    rank0 = is_global_zero()
     config = validate(cfg)  # typed; a bad key or an out-of-range value fails here, before any model loads
     quiet_third_party(config.verbose)
     run_dir = Path(config.paths.output_dir)
@@ -101,36 +119,64 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
         raise ConfigError(f"paths.output_dir={str(run_dir)!r} cannot be created ({err.strerror}); it follows "
                           "paths.root (or hydra.run.dir / hydra.sweep.dir): point it at a writable folder") from None
     make_deterministic(config.seed, config.threads, config.deterministic)
+    check_installed(config.lm_eval)  # an lm-eval task without lm-eval installed fails before any model loads
 
-    suite: TaskSuite = instantiate(cfg.tasks, _convert_="all")
+    suite: TaskSuite = instantiate(cfg.tasks, cache_dir=config.paths.data_cache_dir, _convert_="all")
     lm: LanguageModel = instantiate(cfg.model.build)
     strategy, evalc = config.strategy, config.eval
     check_strategy(strategy, lm, suite)  # bad target modules etc. fail here, before any training
     base = prepare_base(cfg, config, lm, suite, wandb)
     eval_tasks = suite.eval_tasks()
-    write_run_record(run_dir, cfg, suite, base)
+    if rank0:
+        write_run_record(run_dir, cfg, suite, base)
 
     # Reseed: what follows must not depend on whether the base stage was trained now or loaded from cache.
     make_deterministic(config.seed, config.threads, config.deterministic)
-    before = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
-    start = snapshot_weights(lm.model)
+    timer.enter("scoring_before")
+    before, before_cached, lm_eval_before = {}, False, None
+    if rank0:  # the base's scores are the same for every job of a sweep: cached by the weights' hash
+        place_for_scoring(lm, cfg.trainer)
+        key = None if base is None else scoring_key(
+            base["weights_sha256"], eval_tasks, "test",
+            {"batch_size": evalc.batch_size, "max_examples": evalc.test_max_examples, "threads": config.threads,
+             "encoding": lm.encoding_key(), "max_new_tokens": lm.max_new_tokens,
+             "trainer": {k: cfg.trainer.get(k) for k in ("accelerator", "precision")}})
+        before, before_cached = cached_scores(
+            config.paths.data_cache_dir, key,
+            lambda: score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples))
+        lm_eval_before = score_lm_eval(lm, config.lm_eval) if config.lm_eval.tasks else None
+    timer.enter("training")
+    start = snapshot_weights(lm.model) if rank0 else None
     apply_params(strategy.params, lm)  # peft wraps lm.model: only the adapter trains from here on
     penalty = build_penalty(strategy.penalty, lm, suite, config.seed)  # L2-SP/EWC anchor here
 
     optim = strategy.optim
     train, rates = build_training_data(strategy.data, suite, optim.steps * optim.batch_size, config.seed)
     callbacks = build_callbacks(cfg.callbacks, eval_tasks)
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=build_loggers(cfg.logger, wandb) or False,
-                                     callbacks=callbacks)
+    # use_distributed_sampler=False: the data module's sampler shards each global batch itself
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=(rank0 and build_loggers(cfg.logger, wandb)) or False,
+                                     callbacks=callbacks, use_distributed_sampler=False)
+    check_trainer(trainer, sweep.is_multirun())
     checkpoints = next((Path(c.dirpath) for c in callbacks if isinstance(c, ModelCheckpoint) and c.dirpath),
                        run_dir / CHECKPOINT_DIR)
     resume = usable_checkpoint(checkpoints / "last.ckpt")  # a corrupt one is set aside with a warning
-    stats = fit(lm, train, trainer, optim, config.seed, penalty=penalty, ckpt_path=str(resume) if resume else None)
-
-    after = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
-    selected = score_selected(lm, callbacks, eval_tasks, evalc, before, suite.target)  # None without a budget
-    save_final_model(lm, run_dir, base["path"] + "/model" if base else cfg.model.build.get("name_or_path"))
+    stats = fit(lm, train, trainer, optim, config.seed, penalty=penalty,
+                ckpt_path=str(resume) if resume else None, data_cache_dir=config.paths.data_cache_dir)
+    if not rank0:
+        return None
     periodic = next((c for c in callbacks if isinstance(c, PeriodicEvaluation)), None)
+    if periodic is not None:
+        timer.split_off("periodic_evaluation", "training", periodic.seconds)
+
+    timer.enter("scoring_after")
+    place_for_scoring(lm, cfg.trainer)  # Lightning hands the model back on the CPU
+    after = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
+    lm_eval = lm_eval_summary(lm_eval_before, score_lm_eval(lm, config.lm_eval)) if lm_eval_before else None
+    selected = score_selected(lm, callbacks, eval_tasks, evalc, before, suite.target)  # None without a budget
+    timer.enter("diagnostics")
+    movement = weight_movement(start, lm.model, config.diagnostics)  # incl. intruder dimensions (SVDs)
+    timer.enter("saving")  # until metrics.json is written: its own write is all that is left out
+    save_final_model(lm, run_dir, base["path"] + "/model" if base else cfg.model.build.get("name_or_path"))
     metrics = {
         "status": "completed",
         "metrics_version": METRICS_VERSION,
@@ -141,24 +187,29 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[s
         "seed": config.seed,
         **summarize_forgetting(before, after, suite.target),
         "before": before,
+        "before_cached": before_cached,  # the same base scored by an earlier job (evaluation/score_cache.py)
         "after": after,
         **lm.parameter_counts(),
         "tokens_seen": stats["tokens_seen"],
+        "pad_fraction": stats["pad_fraction"],  # share of trained tensor positions that were padding
         "steps": stats["steps"],
+        "batch": stats["batch"],  # global batch, its per-process share, processes (world size)
         "mixture": {"configured": rates, "sampled": composition(train)},
         "metric_info": describe_metrics(eval_tasks),  # which metric (and library version) scored each task
         "skipped_rows": suite.skipped_rows(),  # rows dropped on purpose by a task's loader (e.g. skip_empty)
+        "truncated": lm.truncation.summary(lm.max_length),  # examples cut to fit the model, by task and split
+        "lm_eval": lm_eval,  # lm-evaluation-harness tasks before/after (lm_eval.tasks), null when off
         "base": None if base is None else {k: base[k] for k in ("key", "path", "weights_sha256", "cached")},
         "history": periodic.history if periodic is not None else [],
         "selected": selected,
         "best_under_budgets": budget_table(periodic.history if periodic else [], suite.target,
                                            config.select.budgets),
-        "weight_movement": weight_movement(start, lm.model, config.diagnostics),
-        # Wall-clock numbers describe the machine, not the experiment: the reproduce check ignores them.
-        "timing": {"train_wall_time_s": stats["train_wall_time_s"], "tokens_per_s": stats["tokens_per_s"],
-                   "wall_time_s": time.perf_counter() - started,
-                   "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        "weight_movement": movement,
     }
     metrics["trainable_fraction"] = metrics["trainable_params"] / metrics["total_params"]
+    timer.enter(None)
+    # Wall-clock numbers describe the machine, not the experiment: the reproduce check ignores them.
+    metrics["timing"] = {**timer.summary(), "train_wall_time_s": stats["train_wall_time_s"],
+                         "tokens_per_s": stats["tokens_per_s"], "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_json(run_dir / METRICS_FILE, metrics)
     return metrics

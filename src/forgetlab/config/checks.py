@@ -13,7 +13,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from forgetlab.config.schema import AdapterCarry, ParamsKind, PenaltyKind, StrategyConfig, TrainConfig
+from forgetlab.config.schema import (
+    AdapterCarry,
+    DataKind,
+    ParamsKind,
+    PenaltyKind,
+    StrategyConfig,
+    TrainConfig,
+)
 
 
 class ConfigError(ValueError):
@@ -29,6 +36,7 @@ PEFT_KEYS_SET_BY_FORGETLAB = {"task_type"}
 
 def validate(cfg: DictConfig) -> TrainConfig:
     """The typed config, after every check below; raises ConfigError naming the first bad key."""
+    check_required(_without_hydra(cfg))
     try:
         merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), _without_hydra(cfg))
         typed: TrainConfig = OmegaConf.to_object(merged)
@@ -40,6 +48,7 @@ def validate(cfg: DictConfig) -> TrainConfig:
     check_scheduler("strategy.optim.scheduler", typed.strategy.optim.scheduler)
     check_scheduler("base.scheduler", typed.base.scheduler)
     check_strategy_config(typed.strategy)
+    check_earlier_tasks(typed)
     if typed.select.max_forgetting is not None and typed.eval.every_n_steps == 0:
         raise ConfigError(f"select.max_forgetting={typed.select.max_forgetting} chooses among the periodic "
                           "evaluations, but eval.every_n_steps=0 turns them off; set eval.every_n_steps >= 1")
@@ -62,6 +71,33 @@ def check_sequence(typed: TrainConfig) -> None:
         raise ConfigError(f"sequence.adapter=merge starts a new adapter each stage, so a penalty on the adapter "
                           f"(strategy.penalty.kind={typed.strategy.penalty.kind.value}) has nothing to anchor to; "
                           "allowed: sequence.adapter=keep, or strategy.penalty.kind=none")
+
+
+def check_earlier_tasks(config: TrainConfig) -> None:
+    """Replay, multi-task mixing over tasks.base and EWC draw on the model's earlier abilities, which
+    tasks.base names (for a pretrained model, `model.base_stage: false`, whatever it already does well)."""
+    data, penalty, tasks = config.strategy.data, config.strategy.penalty, config.tasks
+    needs = [key for key, used in (("strategy.data.kind=replay", data.kind == DataKind.replay),
+                                   ("strategy.data.kind=multitask", data.kind == DataKind.multitask and not data.tasks),
+                                   ("strategy.penalty.kind=ewc", penalty.kind == PenaltyKind.ewc)) if used]
+    if not needs or any(t != tasks.target for t in tasks.base):
+        return
+    state = "is empty" if not tasks.base else f"holds only the target {tasks.target!r}"
+    if config.model.base_stage:
+        hint = "e.g. tasks.base=[copy,uppercase] (built-in tasks the base stage teaches first)"
+    else:
+        hint = ("with model.base_stage=false it names what the pretrained model already knows: add a task to "
+                "tasks.custom (held-out text is one line: {source: <text or JSONL file>, kind: text}) or a "
+                "built-in task, and list it, e.g. tasks.base=[held_out]")
+    raise ConfigError(f"{' and '.join(needs)} draws on earlier tasks, but tasks.base {state}; {hint}")
+
+
+def check_required(cfg: DictConfig) -> None:
+    """Every `???` value a preset leaves to the user (a model folder, a data file), all named at once."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"required settings have no value: {missing}; set each on the command line, e.g. "
+                          f"{missing[0]}=<value>")
 
 
 def _without_hydra(cfg: DictConfig) -> DictConfig:

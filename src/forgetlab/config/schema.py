@@ -134,6 +134,8 @@ class OptimConfig:
     scheduler: str = knob("constant_with_warmup", "a transformers scheduler name (transformers.SchedulerType)")
     optimizer: Any = knob({"_target_": "torch.optim.AdamW", "_partial_": True, "weight_decay": 0.0},
                           "torch optimizer, called with (params, lr=lr)")
+    group_by_length: bool = knob(True, "batch examples of similar length (within shuffled groups of 50 batches), "
+                                       "so batches carry little padding; false = plain shuffled batches")
 
 
 @dataclass
@@ -160,7 +162,9 @@ class EvalConfig:
 
     batch_size: int = knob(256, "examples per scoring batch", min=1)
     every_n_steps: int = knob(25, "validation scores of every task every N fine-tuning steps; 0 = off", min=0)
-    val_max_examples: int | None = knob(None, "periodic evaluation: at most this many examples per task", min=1)
+    val_max_examples: int | None = knob(32, "periodic evaluation: the first N validation examples per task (a "
+                                            "sample that keeps evaluation a small share of the run); null = all",
+                                        min=1)
     test_max_examples: int | None = knob(None, "before/after scoring: at most this many examples per task", min=1)
 
 
@@ -187,12 +191,26 @@ class SelectConfig:
 
 
 @dataclass
+class LmEvalConfig:
+    """Optional lm-evaluation-harness tasks scored before and after (pip install 'forgetlab[lmeval]')."""
+
+    tasks: list[str] = knob([], "lm-eval task names scored before/after fine-tuning; empty = off")
+    include_path: str | None = knob(None, "a folder of your own lm-eval YAML tasks (local data works offline)")
+    limit: int | None = knob(None, "at most this many examples per lm-eval task", min=1)
+    num_fewshot: int | None = knob(None, "few-shot examples; null = each task's own", min=0)
+    batch_size: int = knob(8, "lm-eval batch size", min=1)
+
+
+@dataclass
 class TasksConfig:
     """The tasks of an experiment (built by `_target_`, forgetlab.tasks.suite.build_suite)."""
 
     _target_: str = MISSING
     target: str = knob(help="the task fine-tuning learns")
-    base: list[str] = knob(help="the tasks the model already knows (base stage, replay, EWC's Fisher)")
+    base: list[str] = knob(help="the tasks the model already knows: the base stage teaches them to built-in "
+                                "models; for a pretrained model (model.base_stage=false) they name its old "
+                                "abilities (any tasks, held-out text too); replay, multi-task mixing and EWC's "
+                                "Fisher draw on them")
     eval: list[str] | None = knob(None, "tasks scored before/after; null = base + target")
     sizes: dict[str, int] = knob(help="examples per split: {train, validation, test}")
     seed: int = knob(1234, "seed that generates the built-in tasks' rows")
@@ -211,6 +229,8 @@ class ModelConfig:
 class PathsConfig:
     root: str = knob(help="where outputs go (runs/, sweeps/, cache/)")
     cache_dir: str = knob(help="base-stage checkpoints shared by all runs")
+    data_cache_dir: str | None = knob("${paths.cache_dir}/data", "generated tasks and tokenised training data, "
+                                      "reused by later runs (the second job of a sweep loads them); null = off")
     output_dir: str = knob(help="this run's directory")
 
 
@@ -234,6 +254,7 @@ class TrainConfig:
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    lm_eval: LmEvalConfig = field(default_factory=LmEvalConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     base: BaseStageConfig = field(default_factory=BaseStageConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)

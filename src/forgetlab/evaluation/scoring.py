@@ -6,10 +6,15 @@ Their `score` is 100 * exp(-loss) = 100 / perplexity, the geometric-mean probabi
 token, in percent. It lies in [0, 100] and higher is better like every other score, so
 "forgetting = score before - score after" keeps its sign and scale, and code that expects a number in
 `score` keeps working; `loss` and `perplexity` are recorded next to it.
+
+A task's generation length is its longest reference in the model's tokens plus a margin, capped by the
+model's `max_new_tokens`; examples cut to fit the model's `max_length` are counted in `truncated` (and
+reported once per task and split by the model's `TruncationLog`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -18,6 +23,7 @@ import torch
 from forgetlab.evaluation.metrics import resolve_metric
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.tasks.task import InstructionTask
+from forgetlab.utils.columns import column
 from forgetlab.utils.console import progress
 
 TEXT_HEADLINE = "inverse_perplexity"
@@ -25,7 +31,7 @@ TEXT_HEADLINE = "inverse_perplexity"
 
 def _references(data) -> list:
     """Several references per example where the task keeps them, else the completion."""
-    return list(data["references"]) if "references" in data.column_names else list(data["completion"])
+    return column(data, "references" if "references" in data.column_names else "completion")
 
 
 def text_score(loss: float) -> float:
@@ -35,6 +41,28 @@ def text_score(loss: float) -> float:
 
 def perplexity(loss: float) -> float:
     return math.exp(min(loss, 700.0))  # capped: a diverged model must not crash the report with OverflowError
+
+
+def generation_length(lm: LanguageModel, task: InstructionTask) -> int:
+    """New tokens to generate for `task` (every split's references; computed once per model and task)."""
+    cache = lm.__dict__.setdefault("_generation_lengths", {})
+    if task.name not in cache:
+        refs: list[str] = []
+        for data in task.splits.values():
+            refs += [r for rs in _references(data) for r in (rs if isinstance(rs, list) else [rs])]
+        cache[task.name] = lm.generation_length(refs)
+    return cache[task.name]
+
+
+def inference_context(lm: LanguageModel):
+    """No gradients, and the training precision (bf16 autocast on GPU) when the model has one."""
+    device = lm.model.device
+    if lm.autocast is None or device.type == "cpu":
+        return torch.no_grad()
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.no_grad())
+    stack.enter_context(torch.autocast(device.type, dtype=lm.autocast))
+    return stack
 
 
 def score_task(
@@ -52,31 +80,38 @@ def score_task(
         data = data.select(range(max_examples))
     generate = task.kind != "text"
     metric = resolve_metric(task.metric) if generate else None
-    max_new = len(lm.tokenizer(" " * task.max_answer_chars, add_special_tokens=False)["input_ids"]) + 1
+    max_new = generation_length(lm, task) if generate else 0
+    prompts = column(data, "prompt")
+    feats = [lm.encode(p, c) for p, c in zip(prompts, column(data, "completion"))]
+    truncated = sum(bool(f["truncated"] or (generate and lm.generation_input(p, max_new)[1]))
+                    for f, p in zip(feats, prompts))
+    # Batches of similar length pad little; predictions are put back in the split's order after.
+    order = sorted(range(len(feats)), key=lambda i: (len(feats[i]["input_ids"]), len(feats[i]["labels"])))
     was_training = lm.model.training
     lm.model.eval()
-    preds: list[str] = []
+    preds: list[str | None] = [None] * len(feats)
     loss_sum, tok_sum = 0.0, 0
     try:
-        with torch.no_grad():
-            for start in range(0, len(data), batch_size):
-                rows = data[start : start + batch_size]
-                if generate:
-                    preds += lm.generate(rows["prompt"], max_new_tokens=max_new)
-                feats = [lm.encode(p, c) for p, c in zip(rows["prompt"], rows["completion"])]
-                batch = {k: v.to(lm.model.device) for k, v in lm.collate(feats).items()}
-                s, n = lm.token_losses(batch)
+        with inference_context(lm):
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                texts, s, n = lm.score_batch([feats[i] for i in idx], [prompts[i] for i in idx],
+                                             max_new if generate else None)
+                for i, text in zip(idx, texts or []):
+                    preds[i] = text
                 loss_sum += float(s.sum())
                 tok_sum += int(n.sum())
     finally:
         lm.model.train(was_training)
     loss = loss_sum / max(tok_sum, 1)
+    lm.truncation.record(task.name, split, truncated, len(data), lm.max_length)
     if not generate:
         return {"score": text_score(loss), "loss": loss, "n": len(data), "headline": TEXT_HEADLINE,
-                "perplexity": perplexity(loss), "metrics": {TEXT_HEADLINE: text_score(loss)}}
+                "perplexity": perplexity(loss), "metrics": {TEXT_HEADLINE: text_score(loss)},
+                "truncated": truncated}
     values = metric.compute(preds, _references(data))
     return {"score": values[metric.headline], "loss": loss, "n": len(data), "headline": metric.headline,
-            "metrics": values}
+            "metrics": values, "truncated": truncated}
 
 
 def score_tasks(

@@ -2,17 +2,25 @@
 
 It owns the only things that differ between the two: how a prompt/completion pair becomes inputs and
 labels, how a batch is padded, how per-token losses are read off the logits, and how greedy generation
-is called and decoded.
+is called and decoded. It also owns what a pretrained checkpoint expects of its inputs: a leading BOS
+where the tokenizer adds one (Llama family), the chat template of an instruction model (a switch), EOS
+after every answer, and inputs cut to `max_length` tokens, with each cut example reported (`truncated`).
+
+Cutting keeps what the model needs most: the answer (the loss falls on it) and the end of the prompt
+(where the answer starts); a leading BOS stays in place. Held-out text (an empty prompt) is the text
+alone after BOS (or the separator when the model has no BOS), never wrapped in a chat template.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from forgetlab.models.truncation import TruncationLog
 
 ModelKind = Literal["seq2seq", "causal"]
 IGNORE_INDEX = -100
@@ -28,6 +36,11 @@ class LanguageModel:
     name: str = "model"
     separator: str = ""  # causal only: text placed between prompt and completion
     max_length: int = 256
+    add_bos: bool = False  # start every input with the tokenizer's BOS (what Llama tokenizers do themselves)
+    chat_template: bool = False  # causal only: render prompts with the tokenizer's chat template
+    max_new_tokens: int = 256  # cap of a task's generation length (its longest reference + a margin)
+    autocast: torch.dtype | None = None  # scoring under torch.autocast (bf16 on GPU, as training)
+    truncation: TruncationLog = field(default_factory=TruncationLog, repr=False)
 
     def __post_init__(self) -> None:
         self._configure()
@@ -45,9 +58,18 @@ class LanguageModel:
             raise ValueError(f"tokenizer of {self.name!r} has no eos token; set one before training")
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
+        if self.add_bos and tok.bos_token_id is None:
+            raise ValueError(f"model.build.add_bos: the tokenizer of {self.name!r} has no bos token; set add_bos "
+                             "to false or auto")
+        if self.chat_template and (self.kind != "causal" or not getattr(tok, "chat_template", None)):
+            raise ValueError(f"model.build.chat_template=true but {self.name!r} has no chat template"
+                             + ("" if self.kind == "causal" else " (only causal models use one)")
+                             + "; set model.build.chat_template=false")
         gen = self.model.generation_config
         gen.pad_token_id = tok.pad_token_id
-        gen.eos_token_id = tok.eos_token_id
+        # the tokenizer's EOS ends every answer; an instruction model's own end-of-turn ids stop generation too
+        own = gen.eos_token_id if isinstance(gen.eos_token_id, list) else []
+        gen.eos_token_id = tok.eos_token_id if not own else list(dict.fromkeys([tok.eos_token_id, *own]))
         if self.kind == "seq2seq" and getattr(self.model.config, "decoder_start_token_id", None) is not None:
             gen.decoder_start_token_id = self.model.config.decoder_start_token_id
         self._sep_ids = self._ids(self.separator) if self.kind == "causal" else []
@@ -56,22 +78,74 @@ class LanguageModel:
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def encode(self, prompt: str, completion: str) -> dict[str, list[int]]:
-        """Token ids and labels for one training example; loss falls on completion + eos only."""
-        eos = self.tokenizer.eos_token_id
-        prompt_ids = self._ids(prompt)
-        answer_ids = self._ids(completion) + [eos]
+    def _context(self, prompt: str) -> tuple[list[int], list[int]]:
+        """(head, body) of the input before the answer: `head` (a leading BOS) is never cut, `body` is the
+        rendered prompt (+ separator for causal models, + EOS for seq2seq encoders)."""
+        tok = self.tokenizer
         if self.kind == "seq2seq":
-            return {"input_ids": (prompt_ids + [eos])[-self.max_length :], "labels": answer_ids[: self.max_length]}
-        context = (prompt_ids + self._sep_ids)[-(self.max_length - len(answer_ids)) :]
-        ids = (context + answer_ids)[: self.max_length]
-        labels = ([IGNORE_INDEX] * len(context) + answer_ids)[: self.max_length]
-        return {"input_ids": ids, "labels": labels}
+            body = self._ids(prompt) + [tok.eos_token_id]
+        elif not prompt:  # held-out text: the text follows BOS, or the separator if there is no BOS
+            body = [] if self.add_bos else list(self._sep_ids)
+        elif self.chat_template:
+            text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                           add_generation_prompt=True)
+            body = self._ids(text)
+        else:
+            body = self._ids(prompt) + self._sep_ids
+        bos = tok.bos_token_id
+        if body[:1] == [bos] and bos is not None:  # a chat template that writes BOS itself
+            return [bos], body[1:]
+        return ([bos] if self.add_bos else []), body
+
+    def _layout(self, prompt: str, completion: str) -> tuple[list[int], list[int], bool]:
+        """(input ids, labels, truncated) of one example within `max_length` tokens."""
+        eos, limit = self.tokenizer.eos_token_id, self.max_length
+        head, body = self._context(prompt)
+        answer = self._ids(completion) + [eos]
+        if self.kind == "seq2seq":
+            cut = len(head) + len(body) > limit or len(answer) > limit
+            return head + body[-max(limit - len(head), 1):], answer[:limit], cut
+        cut = len(head) + len(body) + len(answer) > limit
+        if cut:  # the answer keeps what the prompt leaves (the prompt keeps its end, up to half the room)
+            answer = answer[: max(limit - len(head) - min(len(body), max(limit // 2, 1)), 1)]
+            room = limit - len(head) - len(answer)
+            body = body[max(len(body) - room, 0):] if room > 0 else []
+        context = head + body
+        return context + answer, [IGNORE_INDEX] * len(context) + answer, cut
+
+    def encode(self, prompt: str, completion: str) -> dict[str, list[int]]:
+        """Token ids and labels for one training example; loss falls on completion + eos only.
+        `truncated` says whether the example had to be cut to fit `max_length`."""
+        ids, labels, cut = self._layout(prompt, completion)
+        return {"input_ids": ids, "labels": labels, "truncated": cut}
+
+    def encoding_key(self) -> dict:
+        """Everything `encode` depends on: tokenised data cached under this key is valid for any model
+        that shares it."""
+        from datasets.fingerprint import Hasher
+
+        return {"kind": self.kind, "max_length": self.max_length, "separator": self.separator,
+                "add_bos": self.add_bos, "chat_template": self.chat_template, "tokenizer": Hasher.hash(self.tokenizer)}
 
     def encode_batch(self, batch: dict[str, list]) -> dict[str, list]:
         """`datasets.Dataset.map(batched=True)` function over prompt/completion columns."""
         out = [self.encode(p, c) for p, c in zip(batch["prompt"], batch["completion"])]
-        return {"input_ids": [o["input_ids"] for o in out], "labels": [o["labels"] for o in out]}
+        return {k: [o[k] for o in out] for k in ("input_ids", "labels", "truncated")}
+
+    def generation_input(self, prompt: str, max_new_tokens: int) -> tuple[list[int], bool]:
+        """The ids greedy decoding starts from, and whether the prompt was cut: a causal model's prompt
+        leaves room for `max_new_tokens` within `max_length`."""
+        head, body = self._context(prompt)
+        room = self.max_length - len(head) - (max_new_tokens if self.kind == "causal" else 0)
+        room = max(room, 1)
+        return head + body[-room:], len(body) > room
+
+    def generation_length(self, references: list[str]) -> int:
+        """New tokens to generate for answers like `references`: the longest in tokens + 5, at most
+        `max_new_tokens` (5 = the margin the built-in tasks always had)."""
+        longest = max((len(ids) for ids in self.tokenizer(list(references), add_special_tokens=False)["input_ids"]),
+                      default=0)
+        return max(1, min(self.max_new_tokens, longest + 5))
 
     def collate(self, features: list[dict]) -> dict[str, torch.Tensor]:
         """Right-pad a list of encoded examples into tensors (labels padded with -100)."""
@@ -92,13 +166,17 @@ class LanguageModel:
         return batch
 
     # ------------------------------------------------------------------ loss
-    def token_losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-example summed negative log-likelihood of the labels, and the number of label tokens."""
+    def token_losses(self, batch: dict[str, torch.Tensor],
+                     encoder_outputs: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example summed negative log-likelihood of the labels, and the number of label tokens.
+        A seq2seq model may be handed its `encoder_outputs` for `batch`, so the encoder is not run again."""
         labels = batch["labels"]
         if self.kind == "seq2seq":
             decoder_input_ids = self._shift_right(labels)
+            inputs = ({"encoder_outputs": encoder_outputs} if encoder_outputs is not None
+                      else {"input_ids": batch["input_ids"]})
             out = self.model(
-                input_ids=batch["input_ids"],
+                **inputs,
                 attention_mask=batch["attention_mask"],
                 decoder_input_ids=decoder_input_ids,
             )
@@ -127,18 +205,40 @@ class LanguageModel:
         shifted.masked_fill_(shifted == IGNORE_INDEX, self.tokenizer.pad_token_id)
         return shifted
 
+    # ------------------------------------------------------------------ scoring
+    def _encoder_reusable(self) -> bool:
+        """Whether a seq2seq model's encoder outputs can be handed to both the loss and generation: not
+        under peft prompt learning, whose wrapper prepends virtual tokens inside its own forward."""
+        peft_config = getattr(self.model, "active_peft_config", None)
+        return self.kind == "seq2seq" and not getattr(peft_config, "is_prompt_learning", False)
+
+    @torch.no_grad()
+    def score_batch(self, features: list[dict], prompts: list[str],
+                    max_new_tokens: int | None) -> tuple[list[str] | None, torch.Tensor, torch.Tensor]:
+        """Greedy completions of `prompts` (None when `max_new_tokens` is None) and the per-example summed
+        loss and label-token count of `features` (their encoded prompt/completion pairs).
+
+        A seq2seq model runs its encoder once for both (the encoder is most of the cost of scoring short
+        answers); generation stops as soon as every sequence has produced eos."""
+        batch = {k: v.to(self.model.device) for k, v in self.collate(features).items()}
+        if max_new_tokens is None or not self._encoder_reusable():
+            nll, ntok = self.token_losses(batch)
+            return (None if max_new_tokens is None else self.generate(prompts, max_new_tokens)), nll, ntok
+        encoder_outputs = self.model.get_encoder()(input_ids=batch["input_ids"],
+                                                   attention_mask=batch["attention_mask"])
+        nll, ntok = self.token_losses(batch, encoder_outputs=encoder_outputs)
+        out = self.model.generate(encoder_outputs=encoder_outputs, attention_mask=batch["attention_mask"],
+                                  max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)], nll, ntok
+
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
         """Batched greedy decoding; returns the completions only, special tokens removed."""
         tok = self.tokenizer
         device = next(self.model.parameters()).device
-        if self.kind == "seq2seq":
-            enc = [self._ids(p) + [tok.eos_token_id] for p in prompts]
-            side = "right"
-        else:
-            enc = [(self._ids(p) + self._sep_ids)[-self.max_length :] for p in prompts]
-            side = "left"
+        enc = [self.generation_input(p, max_new_tokens)[0] for p in prompts]
+        side = "right" if self.kind == "seq2seq" else "left"
         width = max(len(e) for e in enc)
         ids = torch.full((len(enc), width), tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(ids)

@@ -101,12 +101,15 @@ def rerun_plan(record: dict[str, Any], out_dir: Path) -> tuple[list[str], Path, 
     # Overrides of paths.* that are not the two above (e.g. a user's own path keys) are kept if they exist.
     for o in record.get("overrides") or []:
         key = override_key(o)
-        if key.startswith("paths.") and key not in ("paths.root", "paths.cache_dir", "paths.output_dir"):
+        if key.startswith("paths.") and key not in ("paths.root", "paths.cache_dir", "paths.output_dir",
+                                                    "paths.data_cache_dir"):
             value = o.split("=", 1)[1] if "=" in o else ""
             if value and Path(value.strip("'\"")).exists():
                 overrides.append(o)
             else:
                 notes.append(f"dropped override {o}: the path no longer exists")
+    # A verification rebuilds its data and scores its starting model itself, never from the data cache.
+    overrides.append("paths.data_cache_dir=null")
     overrides.append(f"hydra.run.dir={hydra_value(out_dir)}")
     cwd = record.get("cwd")
     workdir = Path(cwd) if cwd and Path(cwd).is_dir() else Path.cwd()

@@ -18,6 +18,7 @@ from forgetlab.models.language_model import LanguageModel
 from forgetlab.tasks.suite import TaskSuite
 from forgetlab.training.mixing import old_task_rates, sample_mixture
 from forgetlab.training.module import Penalty
+from forgetlab.utils.columns import column
 
 
 def trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
@@ -80,7 +81,7 @@ def diagonal_fisher(lm: LanguageModel, examples: Dataset) -> dict[str, torch.Ten
     was_training = model.training
     model.eval()  # dropout off: the Fisher of the model as it is
     try:
-        for prompt, completion in zip(examples["prompt"], examples["completion"]):
+        for prompt, completion in zip(column(examples, "prompt"), column(examples, "completion")):
             batch = lm.collate([lm.encode(prompt, completion)])
             batch = {k: v.to(tensors[0].device) for k, v in batch.items()}
             nll, _ = lm.token_losses(batch)

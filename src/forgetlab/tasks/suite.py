@@ -43,8 +43,10 @@ def build_suite(
     eval: list[str] | None = None,
     custom: dict[str, dict[str, Any]] | None = None,
     templates: dict[str, list[str]] | None = None,
+    cache_dir: str | None = None,
 ) -> TaskSuite:
-    """Build every task named in `target`, `base` and `eval`; `custom` adds a user's own tasks by name."""
+    """Build every task named in `target`, `base` and `eval`; `custom` adds a user's own tasks by name.
+    Built-in tasks are cached in `cache_dir` (paths.data_cache_dir) when given."""
     custom = dict(custom or {})
     allowed = sorted(FAMILIES) + sorted(custom)
     _check([target], allowed, "tasks.target")
@@ -61,5 +63,5 @@ def build_suite(
             spec.setdefault("seed", seed)
             tasks[name] = build_external_task(name=name, **spec)
         else:
-            tasks[name] = build_builtin_task(name, dict(sizes), seed, (templates or {}).get(name))
+            tasks[name] = build_builtin_task(name, dict(sizes), seed, (templates or {}).get(name), cache_dir)
     return TaskSuite(target=target, base=list(base), eval=eval_names, tasks=tasks)

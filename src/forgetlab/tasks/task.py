@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 
 from forgetlab.tasks.families import FAMILIES, TaskFamily
+from forgetlab.utils.columns import column, content_hash
+from forgetlab.utils.dataset_cache import cached_dataset
+from forgetlab.utils.io import file_hash
 
 SPLITS = ("train", "validation", "test")
 
@@ -34,13 +37,13 @@ class InstructionTask:
     templates: list[str] = field(default_factory=list)
     kind: str = "instruction"
     skipped_rows: int = 0
+    _fingerprints: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def fingerprint(self, split: str) -> str:
         """A content hash of one split, recorded so a rerun can tell whether its data changed."""
-        h = hashlib.sha256()
-        for row in self.splits[split]:
-            h.update(f"{row['prompt']}\x1f{row['completion']}\x1e".encode())
-        return h.hexdigest()[:16]
+        if split not in self._fingerprints:  # splits are never changed after building: hash each once
+            self._fingerprints[split] = content_hash(self.splits[split], ["prompt", "completion"])
+        return self._fingerprints[split]
 
 
 def _draw_unique(family: TaskFamily, rng: random.Random, n: int) -> list:
@@ -59,16 +62,12 @@ def _draw_unique(family: TaskFamily, rng: random.Random, n: int) -> list:
     return list(seen.values())
 
 
-def build_builtin_task(
-    name: str,
-    sizes: dict[str, int],
-    seed: int,
-    templates: list[str] | None = None,
-) -> InstructionTask:
-    """Generate a built-in task deterministically from `seed`: same seed, same rows, in the same order."""
-    family = FAMILIES[name]
-    templates = list(templates or family.templates)
-    rng = random.Random(f"forgetlab/{name}/{seed}")
+# The generators' code is part of a cached task's key: editing a family or the sampling below rebuilds it.
+GENERATOR_CODE = file_hash(Path(__file__)) + file_hash(Path(__file__).with_name("families.py"))
+
+
+def _generate_splits(family: TaskFamily, templates: list[str], sizes: dict[str, int], seed: int) -> DatasetDict:
+    rng = random.Random(f"forgetlab/{family.name}/{seed}")
     instances = _draw_unique(family, rng, sum(sizes[s] for s in SPLITS))
     splits, start = {}, 0
     for split in SPLITS:
@@ -77,7 +76,7 @@ def build_builtin_task(
             template = rng.randrange(len(templates))
             rows.append(
                 {
-                    "task": name,
+                    "task": family.name,
                     "prompt": templates[template].format(**fields),
                     "completion": answer,
                     "key": key,
@@ -86,7 +85,24 @@ def build_builtin_task(
             )
         splits[split] = Dataset.from_list(rows)
         start += sizes[split]
-    longest = max(len(r) for s in splits.values() for r in s["completion"])
+    return DatasetDict(splits)
+
+
+def build_builtin_task(
+    name: str,
+    sizes: dict[str, int],
+    seed: int,
+    templates: list[str] | None = None,
+    cache_dir: str | Path | None = None,
+) -> InstructionTask:
+    """Generate a built-in task deterministically from `seed`: same seed, same rows, in the same order.
+    With `cache_dir`, the generated splits are kept there and loaded by later runs."""
+    family = FAMILIES[name]
+    templates = list(templates or family.templates)
+    sizes = {s: int(sizes[s]) for s in SPLITS}
+    key = {"task": name, "sizes": sizes, "seed": seed, "templates": templates, "code": GENERATOR_CODE}
+    splits = dict(cached_dataset(cache_dir, "tasks", key, lambda: _generate_splits(family, templates, sizes, seed)))
+    longest = max(len(r) for s in splits.values() for r in column(s, "completion"))
     return InstructionTask(
         name=name,
         metric=family.metric,

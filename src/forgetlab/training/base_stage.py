@@ -103,6 +103,7 @@ def load_or_train_base(
     base: BaseStageConfig,
     make_trainer: Callable[[int, Path], L.Trainer],
     eval_batch_size: int = 256,
+    may_train: bool = True,
 ) -> dict:
     """Load the cached base weights into `lm`, training and caching them first if absent.
 
@@ -110,10 +111,18 @@ def load_or_train_base(
     base stage's settings); it is hashed into the cache folder's name and saved beside the weights.
     `make_trainer(max_steps, log_dir)` builds the Trainer. Returns the base record: key, path, weights
     hash, scores on the base tasks, whether it was cached.
+
+    `may_train=False` (the other processes of a multi-process run) never trains: it waits until the
+    process that may (rank 0) has cached the entry.
     """
     root = Path(cache_dir) / "base"
     entry = root / f"{lm.name}-{base_key(spec)}"
     cached = intact(entry)
+    if not cached and not may_train:
+        log.info("waiting for rank 0 to train the base stage into %s", entry)
+        while not cached:
+            time.sleep(2.0)
+            cached = intact(entry)
     if not cached:
         check_writable(root, cache_dir)
         with FileLock(str(entry) + ".lock"):

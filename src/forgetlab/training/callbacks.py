@@ -3,6 +3,8 @@ draw forgetting over steps and not only before/after."""
 
 from __future__ import annotations
 
+import time
+
 import lightning as L
 
 from forgetlab.evaluation.scoring import score_tasks
@@ -18,12 +20,17 @@ class PeriodicEvaluation(L.Callback):
         self.tasks, self.every = tasks or {}, every_n_steps
         self.max_examples, self.batch_size = max_examples, batch_size
         self.history: list[dict] = []
+        self.seconds = 0.0  # spent evaluating in this process (the run's timing splits it off training)
 
     def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         step = trainer.global_step
+        if not trainer.is_global_zero:  # under DDP rank 0 scores; the others wait at their next step
+            return
         if self.history and self.history[-1]["step"] == step:
             return
+        start = time.perf_counter()
         scores = score_tasks(pl_module.lm, self.tasks, "validation", self.batch_size, self.max_examples)
+        self.seconds += time.perf_counter() - start
         self.history.append({"step": step, "scores": scores})
         flat = {f"val/{t}/{k}": v[k] for t, v in scores.items() for k in ("score", "loss")}
         for logger in trainer.loggers:

@@ -16,6 +16,7 @@ from forgetlab.config import ConfigError
 from forgetlab.config.schema import DataConfig, DataKind, MixingMode
 from forgetlab.tasks.suite import TaskSuite
 from forgetlab.tasks.task import InstructionTask
+from forgetlab.utils.columns import column
 
 
 def mixture_rates(
@@ -100,5 +101,5 @@ def build_training_data(data: DataConfig, suite: TaskSuite, num_examples: int, s
 
 def composition(data: Dataset) -> dict[str, float]:
     """Fraction of rows per task: what the run really trained on."""
-    counts = Counter(data["task"])
+    counts = Counter(column(data, "task"))
     return {t: counts[t] / len(data) for t in sorted(counts)}

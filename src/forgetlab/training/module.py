@@ -7,6 +7,7 @@ in the `penalty` callable added to the loss. So one readable training step serve
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import lightning as L
@@ -29,15 +30,34 @@ class InstructionTuner(L.LightningModule):
         self.optim = optim
         self.penalty = penalty
         self.task_names = task_names or []
-        self.tokens_seen = 0
+        self.tokens_seen = 0     # real (non-padding) tokens trained on, over all processes
+        self.positions_seen = 0  # tensor positions, padding included: their ratio is the pad fraction
+        self.loop_started: float | None = None  # when the training loop began (after any DDP launch)
+
+    def on_train_start(self) -> None:
+        self.loop_started = time.perf_counter()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         task_id = batch.pop("task_id", None)
         nll, ntok = self.lm.token_losses(batch)
-        loss = nll.sum() / ntok.sum().clamp(min=1)
-        logs = {"train/loss": loss.detach()}
+        # Sums over the global batch (all processes; one all-reduce, a no-op on one device): the loss is the
+        # global mean per label token, scaled so that DDP's gradient averaging over `world` processes gives
+        # exactly the gradient of one process that trains on the whole batch. Token counts are global too.
+        n_tasks = len(self.task_names) if task_id is not None else 0
+        sums = torch.zeros(4 + 2 * n_tasks, dtype=torch.float64, device=nll.device)
+        sums[0], sums[1] = nll.detach().sum(), ntok.sum()
+        seq2seq = self.lm.kind == "seq2seq"  # its labels are a second padded tensor
+        sums[2] = int(batch["attention_mask"].sum()) + (int((batch["labels"] != -100).sum()) if seq2seq else 0)
+        sums[3] = batch["attention_mask"].numel() + (batch["labels"].numel() if seq2seq else 0)
+        if n_tasks:
+            sums[4:4 + n_tasks].index_add_(0, task_id, nll.detach().double())
+            sums[4 + n_tasks:].index_add_(0, task_id, ntok.double())
+        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        world = self.trainer.world_size
+        loss = nll.sum() * world / sums[1].clamp(min=1).to(nll.dtype)
+        logs = {"train/loss": (sums[0] / sums[1].clamp(min=1)).float()}
         if self.penalty is not None:
-            pen = self.penalty(self.model)
+            pen = self.penalty(self.model)  # the same on every process, so averaging keeps it as it is
             logs["train/penalty"] = pen.detach()
             loss = loss + pen
         if not torch.isfinite(loss):
@@ -45,13 +65,11 @@ class InstructionTuner(L.LightningModule):
                 f"training loss is {loss.item()} at step {self.global_step} (lr {self.optim.lr:g}); lower "
                 "strategy.optim.lr (or base.lr in the base stage), or check the data"
             )
-        if task_id is not None and self.task_names:
-            for i in task_id.unique().tolist():
-                sel = task_id == i
-                logs[f"train/{self.task_names[i]}/loss"] = (nll[sel].sum() / ntok[sel].sum().clamp(min=1)).detach()
-        self.tokens_seen += int(batch["attention_mask"].sum()) + (
-            int((batch["labels"] != -100).sum()) if self.lm.kind == "seq2seq" else 0
-        )
+        for i in range(n_tasks):
+            if sums[4 + n_tasks + i] > 0:
+                logs[f"train/{self.task_names[i]}/loss"] = (sums[4 + i] / sums[4 + n_tasks + i]).float()
+        self.tokens_seen += int(sums[2])
+        self.positions_seen += int(sums[3])
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=len(ntok))
         return loss
 
@@ -66,6 +84,13 @@ class InstructionTuner(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["tokens_seen"] = self.tokens_seen
+        checkpoint["positions_seen"] = self.positions_seen
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.tokens_seen = checkpoint.get("tokens_seen", 0)
+        self.positions_seen = checkpoint.get("positions_seen", 0)
+
+    @property
+    def pad_fraction(self) -> float:
+        """Share of the trained tensor positions that were padding (0 with no steps)."""
+        return 1.0 - self.tokens_seen / self.positions_seen if self.positions_seen else 0.0

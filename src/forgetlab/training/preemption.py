@@ -18,8 +18,18 @@ log = logging.getLogger(__name__)
 
 
 def is_interruption(error: BaseException) -> bool:
-    """True for a preemption (SIGTERM) or Ctrl-C: the run can resume; it did not fail."""
-    return isinstance(error, (SIGTERMException, KeyboardInterrupt))
+    """True for a preemption or Ctrl-C: the run can resume; it did not fail. That is Lightning's SIGTERM, and
+    any other `SystemExit` raised inside a run, which forgetlab never raises itself: a scheduler's signal
+    handler ending the process, e.g. submitit's preemption/timeout handler that requeues the job."""
+    return isinstance(error, (SystemExit, KeyboardInterrupt))
+
+
+def exit_status(error: BaseException, default: int) -> int:
+    """The exit status for an interruption: a scheduler's own (submitit's local requeue code must reach the
+    executor, or the job is not requeued), else `default`."""
+    if isinstance(error, SystemExit) and not isinstance(error, SIGTERMException) and isinstance(error.code, int):
+        return error.code or default
+    return default
 
 
 class CheckpointOnSigterm(L.Callback):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import lightning as L
@@ -27,13 +27,31 @@ class ResumableBatchSampler(Sampler[list[int]]):
     `DataLoader(shuffle=True, generator=torch.Generator().manual_seed(seed))` this replaces, so earlier runs
     keep their data order. `epoch` and `next_batch` say where the next iteration starts; they advance as
     batches are yielded, so the sampler's state is the number of batches it has handed out.
+
+    With `lengths` (one per example) batches are grouped by length, as transformers' LengthGroupedSampler
+    does: the epoch's permutation is cut into mega-batches of `group_batches` batches, each mega-batch is
+    sorted by length and cut into batches, and the batches are shuffled. Examples of one batch then have
+    nearly equal lengths (little padding) while the epoch's content and its randomness stay the same.
+
+    Under DDP every process builds the same sampler with its `rank` and the `world_size`: the batches are
+    still the global ones (`batch_size` = examples per optimizer step over all processes) and each process
+    takes every `world_size`-th example of each, from its `rank` on. So N processes train on exactly the
+    batches of one, and the state (counted in global batches) resumes on any number of processes.
     """
 
-    def __init__(self, num_samples: int, batch_size: int, seed: int, drop_last: bool = True) -> None:
+    def __init__(self, num_samples: int, batch_size: int, seed: int, drop_last: bool = True,
+                 lengths: Sequence[int] | None = None, group_batches: int = 50,
+                 rank: int = 0, world_size: int = 1) -> None:
         if num_samples < 0 or batch_size < 1:
             raise ValueError(f"need num_samples >= 0 and batch_size >= 1, got {num_samples} and {batch_size}")
+        if lengths is not None and len(lengths) != num_samples:
+            raise ValueError(f"got {len(lengths)} lengths for {num_samples} examples")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank {rank} of {world_size}")
         self.num_samples, self.batch_size = num_samples, batch_size
         self.seed, self.drop_last = seed, drop_last
+        self.lengths, self.group_batches = lengths, max(1, group_batches)
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.next_batch = 0
 
@@ -57,6 +75,21 @@ class ResumableBatchSampler(Sampler[list[int]]):
             perm = torch.randperm(n, generator=g)
         return perm.tolist()
 
+    def batches(self, epoch: int) -> list[list[int]]:
+        """The batches of `epoch`, in the order they are trained on."""
+        order, bs = self.order(epoch), self.batch_size
+        batches = [order[b * bs:(b + 1) * bs] for b in range(len(self))]
+        if self.lengths is None:
+            return batches
+        lengths, size = self.lengths, bs * self.group_batches
+        kept = [i for batch in batches for i in batch]
+        grouped = []
+        for start in range(0, len(kept), size):
+            mega = sorted(kept[start:start + size], key=lambda i: lengths[i], reverse=True)
+            grouped += [mega[j:j + bs] for j in range(0, len(mega), bs)]
+        shuffle = torch.randperm(len(grouped), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+        return [grouped[k] for k in shuffle.tolist()]
+
     def position(self) -> tuple[int, int]:
         """(epoch, batch) where the next iteration starts; past the last batch means the next epoch."""
         if self.next_batch >= len(self):
@@ -65,10 +98,10 @@ class ResumableBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         self.epoch, self.next_batch = self.position()
-        epoch, order, bs = self.epoch, self.order(self.epoch), self.batch_size
+        epoch, batches = self.epoch, self.batches(self.epoch)
         for b in range(self.next_batch, len(self)):
             self.epoch, self.next_batch = epoch, b + 1
-            yield order[b * bs:(b + 1) * bs]
+            yield batches[b][self.rank::self.world_size]
 
     def state_dict(self) -> dict[str, int]:
         epoch, next_batch = self.position()

@@ -161,6 +161,11 @@ class SweepSummary(Callback):
         self.started = time.time() - 1.0  # file times can be a little coarse
         # made before the sweeper starts: the Optuna study's sqlite file lives in it
         Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        storage = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
+        if storage and "optuna" in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).lower():
+            from forgetlab.utils.optuna_storage import prepare_storage
+
+            prepare_storage(str(storage), config.hydra.sweep.dir)  # concurrent workers share the study
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))

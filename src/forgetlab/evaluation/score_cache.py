@@ -1,0 +1,62 @@
+"""Scores of a starting model, kept so the jobs of a sweep do not score the same model again.
+
+Every job of a sweep starts from the same cached base weights and scores the same test splits the same
+way before fine-tuning, so the "before" scores are one computation repeated N times (about a tenth of a
+default run). The key holds everything the scores depend on: the weights' hash, each task's data and
+metric, the scoring settings, the thread count and the library versions. A scored model without a
+content hash (a hub checkpoint by name) is scored every time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from forgetlab.utils.io import UnreadableJSONError, read_json, stable_hash, write_json
+
+log = logging.getLogger(__name__)
+
+
+def scoring_key(weights_sha256: str, tasks: dict, split: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """What a model's scores on `split` of `tasks` depend on, as JSON-able data."""
+    import torch
+    import transformers
+
+    from forgetlab import __version__
+    from forgetlab.evaluation.scoring import describe_metrics
+
+    key = {
+        "weights_sha256": weights_sha256,
+        "split": split,
+        "tasks": {name: {"rows": task.fingerprint(split), "kind": task.kind, "metric": repr(task.metric),
+                         "max_answer_chars": task.max_answer_chars} for name, task in tasks.items()},
+        "metrics": describe_metrics(tasks),
+        "settings": settings,
+        "versions": {"forgetlab": __version__, "torch": torch.__version__, "transformers": transformers.__version__},
+    }
+    return json.loads(json.dumps(key, default=str))  # as it reads back from the cache file
+
+
+def cached_scores(cache_dir: str | Path | None, key: dict[str, Any] | None,
+                  compute: Callable[[], dict]) -> tuple[dict, bool]:
+    """(scores, whether they came from the cache): `compute()` unless `<cache_dir>/scores/<hash>.json`
+    holds scores for exactly `key`; freshly computed scores are stored there."""
+    if cache_dir is None or key is None:
+        return compute(), False
+    path = Path(cache_dir) / "scores" / f"{stable_hash(key)}.json"
+    if path.is_file():
+        try:
+            entry = read_json(path)
+            if entry.get("key") == key:
+                return entry["scores"], True
+        except (OSError, UnreadableJSONError, KeyError) as err:
+            log.warning("ignoring unreadable score cache %s (%s)", path, err)
+    scores = compute()
+    try:
+        write_json(path, {"key": key, "scores": scores})
+    except OSError as err:  # a read-only cache costs time, never the run
+        log.warning("could not cache scores in %s (%s)", path.parent, err)
+    return scores, False
