@@ -20,7 +20,7 @@ from tests.conftest import compose_config
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 GROUPS = ["model", "tasks", "strategy", "trainer", "logger", "base", "paths", "experiment", "callbacks",
-          "hparams_search"]
+          "hparams_search", "sequence"]
 # Values a documented command leaves to the reader; composing needs something in their place.
 REQUIRED_BY_OPTION = {
     "hf": ["model.build.name_or_path=some/model"],
@@ -254,7 +254,7 @@ def test_schema_fields_all_have_help():
     missing = []
     for cls in (schema.TrainConfig, schema.StrategyConfig, schema.DataConfig, schema.ParamsConfig,
                 schema.PenaltyConfig, schema.OptimConfig, schema.BaseStageConfig, schema.EvalConfig,
-                schema.TasksConfig, schema.ModelConfig, schema.PathsConfig):
+                schema.TasksConfig, schema.ModelConfig, schema.PathsConfig, schema.SequenceConfig):
         for f in dataclasses.fields(cls):
             section = f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory())
             if not section and f.name != "_target_" and not f.metadata.get("help"):
@@ -270,7 +270,7 @@ def test_defaults_are_written_once_yaml_never_repeats_the_schema(tmp_path):
 
     schema = OmegaConf.to_container(OmegaConf.structured(TrainConfig), resolve=False)
     repeats = []
-    for group, section in (("strategy", "strategy"), ("base", "base"), ("tasks", "tasks")):
+    for group, section in (("strategy", "strategy"), ("base", "base"), ("tasks", "tasks"), ("sequence", "sequence")):
         for path in (CONF / group).glob("*.yaml"):
             data = yaml.safe_load(path.read_text()) or {}
             for key, value in _leaves({k: v for k, v in data.items() if k != "defaults"}):

@@ -4,6 +4,7 @@
     forgetlab model=tiny_gpt strategy=full      # choose components by override
     forgetlab -m seed=0,1,2                     # a sweep (Hydra multirun)
     forgetlab -m experiment=compare_strategies  # strategy presets x seeds; see docs/sweeps.md
+    forgetlab experiment=continual              # a sequence of stages (forgetlab.continual_run)
 
 Under `-m` a failing job is recorded (metrics.json says `failed`) and the sweep goes on; the exit status
 is non-zero if any job of the launch failed (as the sweep's sweep_summary.json records). Relaunching the
@@ -34,6 +35,7 @@ def run_and_record(cfg: DictConfig) -> dict | None:
     W&B (when `logger=wandb`): one run per call, opened and closed by the `WandbSession` around the run,
     so a failure never lets the next job log into this job's run.
     """
+    from forgetlab.continual_run import has_sequence, run_continual
     from forgetlab.run import run_experiment
     from forgetlab.training.distributed import is_global_zero
     from forgetlab.training.preemption import exit_status, is_interruption
@@ -46,7 +48,8 @@ def run_and_record(cfg: DictConfig) -> dict | None:
     with WandbSession(cfg) as wandb:
         try:
             # start-up = the process's age, for a single run; the jobs of a sweep share one start-up
-            metrics = run_experiment(cfg, wandb, startup_s=None if sweep.is_multirun() else process_age_s())
+            startup = None if sweep.is_multirun() else process_age_s()
+            metrics = run_continual(cfg, wandb) if has_sequence(cfg) else run_experiment(cfg, wandb, startup_s=startup)
         except BaseException as err:
             interrupted = is_interruption(err)
             write_json(run_dir / METRICS_FILE, {
@@ -68,8 +71,15 @@ def result_line(cfg: DictConfig, metrics: dict) -> str:
     """One line per job: what it learned, what it forgot, how long it took, where the numbers are."""
     wall = (metrics.get("timing") or {}).get("wall_time_s")
     took = f", {wall:.0f} s" if isinstance(wall, (int, float)) else ""
+    where = shown(Path(cfg.paths.output_dir) / METRICS_FILE)
+    continual = metrics.get("continual")
+    if isinstance(continual, dict):  # a sequence: its own headline numbers
+        bwt = continual.get("backward_transfer")
+        return (f"{cfg.get('run_name')}: {len(continual['stages'])} stages, final average "
+                f"{continual['final_average_trained']:.1f}, BWT {'n/a' if bwt is None else f'{bwt:.1f}'}, "
+                f"forgetting on untrained tasks {metrics['mean_forgetting']:.1f}{took} -> {where}")
     return (f"{cfg.get('run_name')}: target gain {metrics['target_gain']:.1f}, mean forgetting "
-            f"{metrics['mean_forgetting']:.1f}{took} -> {shown(Path(cfg.paths.output_dir) / METRICS_FILE)}")
+            f"{metrics['mean_forgetting']:.1f}{took} -> {where}")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://forgetlab.conf", config_name="train")

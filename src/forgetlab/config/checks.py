@@ -13,7 +13,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from forgetlab.config.schema import DataKind, ParamsKind, PenaltyKind, StrategyConfig, TrainConfig
+from forgetlab.config.schema import (
+    AdapterCarry,
+    DataKind,
+    ParamsKind,
+    PenaltyKind,
+    StrategyConfig,
+    TrainConfig,
+)
 
 
 class ConfigError(ValueError):
@@ -45,7 +52,25 @@ def validate(cfg: DictConfig) -> TrainConfig:
     if typed.select.max_forgetting is not None and typed.eval.every_n_steps == 0:
         raise ConfigError(f"select.max_forgetting={typed.select.max_forgetting} chooses among the periodic "
                           "evaluations, but eval.every_n_steps=0 turns them off; set eval.every_n_steps >= 1")
+    check_sequence(typed)
     return typed
+
+
+def check_sequence(typed: TrainConfig) -> None:
+    """Choices a continual sequence cannot honour (task names are checked against the tasks when built)."""
+    if not typed.sequence.stages:
+        return
+    if typed.select.max_forgetting is not None:
+        raise ConfigError(f"select.max_forgetting={typed.select.max_forgetting} picks a step of one fine-tuning run; "
+                          "a continual sequence (sequence.stages) keeps every stage's end: set it to null")
+    params, merge = typed.strategy.params.kind, typed.sequence.adapter == AdapterCarry.merge
+    if merge and params == ParamsKind.prompt_tuning:
+        raise ConfigError("sequence.adapter=merge: prompt tuning has no weights to merge; allowed with "
+                          "strategy.params.kind=prompt_tuning: keep")
+    if merge and params != ParamsKind.all and typed.strategy.penalty.kind != PenaltyKind.none:
+        raise ConfigError(f"sequence.adapter=merge starts a new adapter each stage, so a penalty on the adapter "
+                          f"(strategy.penalty.kind={typed.strategy.penalty.kind.value}) has nothing to anchor to; "
+                          "allowed: sequence.adapter=keep, or strategy.penalty.kind=none")
 
 
 def check_earlier_tasks(config: TrainConfig) -> None:

@@ -88,6 +88,41 @@ class PenaltyConfig:
     fisher_examples: int = knob(128, "ewc: base-task training examples the diagonal Fisher averages over", min=1)
 
 
+class ReplayMemory(str, Enum):
+    proportional = "proportional"  # every earlier task at examples-proportional rates, from its whole train split
+    reservoir = "reservoir"  # a fixed-size memory filled by reservoir sampling over the examples trained on
+
+
+class L2SPAnchor(str, Enum):
+    start = "start"  # the weights before stage 1
+    previous = "previous"  # the weights at the end of the previous stage
+
+
+class AdapterCarry(str, Enum):
+    keep = "keep"  # one adapter, trained on through every stage
+    merge = "merge"  # merge the adapter into the weights after each stage and start a new one
+
+
+@dataclass
+class SequenceConfig:
+    """A continual sequence (`experiment=continual`): fine-tune stage after stage, scoring every evaluation
+    task before stage 1 and after each stage; how the strategy carries from one stage to the next."""
+
+    name: str = knob("sequence", "the sequence's name, used in run names and reports")
+    stages: list[list[str]] = knob([], "the tasks trained in each stage, in order (built-in or tasks.custom "
+                                       "names), e.g. [[length], [reverse], [copy, uppercase]]; empty = no sequence")
+    include_base: bool = knob(True, "tasks.base count as stage 0, what the starting model knows: replay, "
+                                    "multi-task mixing and EWC's Fisher draw on them from stage 1 on")
+    replay: ReplayMemory = knob(ReplayMemory.proportional, "data.kind=replay: proportional | reservoir")
+    memory_size: int = knob(1000, "replay=reservoir: examples the replay memory holds", min=1)
+    ewc_decay: float = knob(1.0, "penalty.kind=ewc: F <- decay * F + F_stage after each stage (online EWC, "
+                                 "Schwarz et al. 2018); 1 = plain sum", min=0.0, max=1.0)
+    l2sp_anchor: L2SPAnchor = knob(L2SPAnchor.start, "penalty.kind=l2sp: the weights pulled toward: start | "
+                                                     "previous (end of the previous stage)")
+    adapter: AdapterCarry = knob(AdapterCarry.keep, "peft strategies: keep (one adapter trained on through every "
+                                                    "stage) | merge (merged after each stage, a new one per stage)")
+
+
 @dataclass
 class OptimConfig:
     """How the weights are updated: the optimizer (built by Hydra, `_partial_`), its schedule and length."""
@@ -218,6 +253,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
     lm_eval: LmEvalConfig = field(default_factory=LmEvalConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     base: BaseStageConfig = field(default_factory=BaseStageConfig)

@@ -79,20 +79,19 @@ def sample_mixture(
     rng = np.random.default_rng(seed)
     names = sorted(rates)
     counts = {t: round(rates[t] * num_examples) for t in names}
-    parts = []
-    for t in names:
-        data = tasks[t].splits[split]
-        n = counts[t]
-        if n == 0:
-            continue
-        reps, rest = divmod(n, len(data))
-        idx = np.concatenate([rng.permutation(len(data)) for _ in range(reps)] + [rng.permutation(len(data))[:rest]])
-        parts.append(data.select(idx.tolist()))
+    parts = [draw_rows(tasks[t].splits[split], counts[t], rng) for t in names if counts[t] > 0]
     if not parts:
         raise ConfigError(f"no training examples drawn ({num_examples} requested at rates {rates}); raise "
                           "strategy.optim.steps or strategy.optim.batch_size")
     mixed = concatenate_datasets(parts)
     return mixed.shuffle(seed=seed).flatten_indices()
+
+
+def draw_rows(data: Dataset, n: int, rng: np.random.Generator) -> Dataset:
+    """`n` rows of `data` in a random order: whole permutations first, so every row is used before any repeats."""
+    reps, rest = divmod(n, len(data))
+    idx = np.concatenate([rng.permutation(len(data)) for _ in range(reps)] + [rng.permutation(len(data))[:rest]])
+    return data.select(idx.tolist())
 
 
 def build_training_data(data: DataConfig, suite: TaskSuite, num_examples: int, seed: int) -> tuple[Dataset, dict]:
