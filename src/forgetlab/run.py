@@ -21,8 +21,8 @@ from forgetlab.evaluation.lm_eval_bridge import check_installed, lm_eval_summary
 from forgetlab.evaluation.score_cache import cached_scores, scoring_key
 from forgetlab.evaluation.scoring import describe_metrics, score_tasks
 from forgetlab.models.language_model import LanguageModel
-from forgetlab.models.truncation import TruncationLog
 from forgetlab.models.placement import place_for_scoring
+from forgetlab.models.truncation import TruncationLog
 from forgetlab.run_dirs import CHECKPOINT_DIR, METRICS_FILE
 from forgetlab.strategies.adapters import apply_params
 from forgetlab.strategies.checks import check_strategy
