@@ -227,7 +227,7 @@ def test_the_cli_runs_a_sequence_when_one_is_configured(tmp_path, monkeypatch):
 
     seen = []
     monkeypatch.setattr(continual_run, "run_continual", lambda cfg, wandb=None: seen.append("continual") or {})
-    monkeypatch.setattr("forgetlab.run.run_experiment", lambda cfg, wandb=None: seen.append("single") or {})
+    monkeypatch.setattr("forgetlab.run.run_experiment", lambda cfg, wandb=None, **k: seen.append("single") or {})
     cli.run_and_record(compose_config(["experiment=continual"], tmp_path))
     cli.run_and_record(compose_config([], tmp_path))
     assert seen == ["continual", "single"]

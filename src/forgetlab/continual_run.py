@@ -118,12 +118,17 @@ def train_stage(cfg: DictConfig, config: TrainConfig, lm: LanguageModel, suite: 
     callbacks = build_callbacks(scfg.callbacks, eval_tasks)
     trainer: L.Trainer = instantiate(scfg.trainer, callbacks=callbacks,
                                      logger=build_loggers(scfg.logger, wandb, prefix=f"stage{t}") or False)
+    if trainer.world_size > 1:  # the stage loop scores and saves in every process; not made rank-aware yet
+        raise ConfigError(f"a continual sequence runs on one device; trainer.devices={trainer.num_devices} with "
+                          f"trainer.strategy={type(trainer.strategy).__name__} is not supported yet: set "
+                          "trainer.devices=1")
     checkpoints = next((Path(c.dirpath) for c in callbacks if isinstance(c, ModelCheckpoint) and c.dirpath),
                        store.dir(t) / CHECKPOINT_DIR)
     resume = usable_checkpoint(checkpoints / "last.ckpt")
     log.info("stage %d/%d: %s (%d steps)%s", t, len(stages), "+".join(stage), optim.steps,
              ", resuming from its checkpoint" if resume else "")
-    stats = fit(lm, train, trainer, optim, seed, penalty=penalty, ckpt_path=str(resume) if resume else None)
+    stats = fit(lm, train, trainer, optim, seed, penalty=penalty, ckpt_path=str(resume) if resume else None,
+                data_cache_dir=config.paths.data_cache_dir)
     counts = lm.parameter_counts()  # before a merge turns the adapter back into plain weights
     carry.end_stage(lm, stage, train, seed)
     evalc = config.eval
