@@ -1,8 +1,9 @@
 """Performance of forgetlab's paths against the obvious alternatives, measured in one process (issue 12).
 
 On the same model (the built-in tiny T5, fresh weights for every measurement), data, batch size and steps:
-1. training step time: forgetlab's training path (`training.fit`: Lightning, the resumable length-grouped
-   loader, the configured trainer) vs a minimal raw PyTorch loop vs the transformers Trainer;
+1. training step time: forgetlab's training path (`training.fit`: Lightning, the resumable loader, the
+   configured trainer) vs a minimal raw PyTorch loop vs the transformers Trainer, all on plain shuffled
+   batches of the same padding (the default; length grouping is measured separately in 4.);
 2. evaluation: batched scoring (one encoder pass per batch, length-sorted) vs per-example scoring;
 3. data preparation: building the tasks, the training mixture and its tokenisation, cold (empty cache)
    vs cached (what the second job of a sweep pays);
@@ -75,7 +76,7 @@ def forgetlab_step_time(train, steps: int, batch: int, skip: int) -> float:
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                         num_sanity_val_steps=0, gradient_clip_val=1.0, deterministic=True, callbacks=[clock])
-    fit(lm, train, trainer, OptimConfig(lr=LR, batch_size=batch, steps=steps), seed=0)
+    fit(lm, train, trainer, OptimConfig(lr=LR, batch_size=batch, steps=steps, group_by_length=False), seed=0)
     return (clock.end - clock.start) / (steps - skip)
 
 
@@ -93,7 +94,7 @@ def batches_of(lm, train, batch: int, steps: int, group: bool) -> list[dict]:
 def raw_step_time(train, steps: int, batch: int, skip: int) -> float:
     """A minimal PyTorch loop: forward, loss, backward, clip, AdamW step."""
     lm = build_model()
-    data = batches_of(lm, train, batch, steps, group=True)
+    data = batches_of(lm, train, batch, steps, group=False)  # plain batches, as the other two loops get
     opt = torch.optim.AdamW(lm.model.parameters(), lr=LR, weight_decay=0.0)
     lm.model.train()
     start = None
