@@ -145,3 +145,14 @@ def test_a_missing_file_is_still_file_not_found(tmp_path):
 
 def test_stable_hash_ignores_key_order():
     assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash(json.loads('{"b": [1, 2], "a": 1}'))
+
+
+def test_a_run_folder_that_cannot_be_created_names_the_setting(tmp_path):
+    from forgetlab.config import ConfigError
+    from forgetlab.run_dirs import make_run_dir
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"paths.output_dir=.*cannot be created.*writable folder"):
+        make_run_dir(str(blocked / "run"))
+    assert make_run_dir(str(tmp_path / "new" / "run")).is_dir()

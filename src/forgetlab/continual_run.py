@@ -33,7 +33,7 @@ from forgetlab.evaluation.forgetting import summarize_forgetting
 from forgetlab.evaluation.scoring import describe_metrics, score_tasks
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.run import METRICS_VERSION, build_callbacks, instantiate, prepare_base
-from forgetlab.run_dirs import CHECKPOINT_DIR, METRICS_FILE
+from forgetlab.run_dirs import CHECKPOINT_DIR, METRICS_FILE, make_run_dir
 from forgetlab.strategies.adapters import build_peft_config
 from forgetlab.strategies.carry import Carry
 from forgetlab.strategies.weight_movement import snapshot_weights, weight_movement
@@ -173,12 +173,7 @@ def run_continual(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[st
     started = time.perf_counter()
     config = validate(cfg)
     quiet_third_party(config.verbose)
-    run_dir = Path(config.paths.output_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"paths.output_dir={str(run_dir)!r} cannot be created ({err.strerror}); it follows "
-                          "paths.root (or hydra.run.dir / hydra.sweep.dir): point it at a writable folder") from None
+    run_dir = make_run_dir(config.paths.output_dir)
     make_deterministic(config.seed, config.threads, config.deterministic)
     stages = sequence_stages(config, sorted(FAMILIES) + sorted(config.tasks.custom))
     suite = build_sequence_suite(cfg, config, stages)

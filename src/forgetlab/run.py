@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import __version__
-from forgetlab.config import ConfigError, TrainConfig, validate
+from forgetlab.config import TrainConfig, validate
 from forgetlab.evaluation.forgetting import summarize_forgetting
 from forgetlab.evaluation.lm_eval_bridge import check_installed, lm_eval_summary, score_lm_eval
 from forgetlab.evaluation.score_cache import cached_scores, scoring_key
@@ -23,7 +23,7 @@ from forgetlab.evaluation.scoring import describe_metrics, score_tasks
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.models.placement import place_for_scoring
 from forgetlab.models.truncation import TruncationLog
-from forgetlab.run_dirs import CHECKPOINT_DIR, METRICS_FILE
+from forgetlab.run_dirs import CHECKPOINT_DIR, METRICS_FILE, make_run_dir
 from forgetlab.strategies.adapters import apply_params
 from forgetlab.strategies.checks import check_strategy
 from forgetlab.strategies.penalties import build_penalty
@@ -113,12 +113,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
     rank0 = is_global_zero()
     config = validate(cfg)  # typed; a bad key or an out-of-range value fails here, before any model loads
     quiet_third_party(config.verbose)
-    run_dir = Path(config.paths.output_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"paths.output_dir={str(run_dir)!r} cannot be created ({err.strerror}); it follows "
-                          "paths.root (or hydra.run.dir / hydra.sweep.dir): point it at a writable folder") from None
+    run_dir = make_run_dir(config.paths.output_dir)
     make_deterministic(config.seed, config.threads, config.deterministic)
     check_installed(config.lm_eval)  # an lm-eval task without lm-eval installed fails before any model loads
 

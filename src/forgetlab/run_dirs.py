@@ -153,3 +153,17 @@ def shown(path: str | Path, base: str | Path | None = None) -> str:
         return str(path.resolve().relative_to(Path(base or Path.cwd()).resolve())) or "."
     except ValueError:
         return str(path)
+
+
+def make_run_dir(output_dir: str) -> Path:
+    """Create a run's directory, or fail naming the setting that chose it (paths.output_dir follows
+    paths.root, hydra.run.dir or hydra.sweep.dir)."""
+    from forgetlab.config import ConfigError
+
+    run_dir = Path(output_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"paths.output_dir={str(run_dir)!r} cannot be created ({err.strerror}); it follows "
+                          "paths.root (or hydra.run.dir / hydra.sweep.dir): point it at a writable folder") from None
+    return run_dir
