@@ -99,3 +99,36 @@ def test_best_lambda_is_the_highest_gain_within_the_budget():
 def test_not_a_run_fails_with_a_message(tmp_path, capsys):
     assert main([str(tmp_path)]) == 1
     assert "not the record of a completed run" in capsys.readouterr().err
+
+
+def assert_same_scores(repaired: dict, after: dict) -> None:
+    """The repair scores a LoRA run's merged weights, the run scored the unmerged adapter: predictions and
+    scores agree exactly, losses to float rounding (W + BA summed in another order)."""
+    assert repaired.keys() == after.keys()
+    for task, result in after.items():
+        assert repaired[task]["score"] == result["score"], task
+        assert repaired[task]["loss"] == pytest.approx(result["loss"], rel=1e-5), task
+
+
+def test_repair_as_a_step_of_the_run_and_of_a_relaunch(tmp_path, cache_dir):
+    """diagnostics.repair_lambdas repairs the finished run in the same job (sweepable); a relaunch of a
+    completed job whose repair never finished (killed) does the repair and nothing else."""
+    from tests.conftest import TINY, compose_config
+
+    from forgetlab.cli import finish_repair
+    from forgetlab.run import run_experiment
+
+    cfg = compose_config([*TINY, "strategy=lora", "strategy.optim.steps=3", "eval.every_n_steps=0",
+                          "diagnostics.repair_lambdas=[1,0]", "diagnostics.repair_budget=1000"],
+                         tmp_path / "run", cache_dir)
+    metrics = run_experiment(cfg)
+    out = json.loads((tmp_path / "run" / REPAIR_FILE).read_text())
+    assert [r["lambda"] for r in out["results"]] == [1.0, 0.0] and out["budget"] == 1000
+    assert_same_scores(out["results"][0]["after"], metrics["after"])  # lambda 1 is the run itself
+
+    (tmp_path / "run" / REPAIR_FILE).unlink()
+    metrics_file = (tmp_path / "run" / "metrics.json").read_bytes()
+    finish_repair(cfg, tmp_path / "run")
+    assert_same_scores(json.loads((tmp_path / "run" / REPAIR_FILE).read_text())["results"][0]["after"],
+                       metrics["after"])
+    assert (tmp_path / "run" / "metrics.json").read_bytes() == metrics_file

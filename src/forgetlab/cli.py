@@ -21,7 +21,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from forgetlab.run_dirs import METRICS_FILE, run_state, shown
+from forgetlab.run_dirs import METRICS_FILE, REPAIR_FILE, run_state, shown
 from forgetlab.utils import sweep
 from forgetlab.utils.io import write_json
 
@@ -82,6 +82,16 @@ def result_line(cfg: DictConfig, metrics: dict) -> str:
             f"{metrics['mean_forgetting']:.1f}{took} -> {where}")
 
 
+def finish_repair(cfg: DictConfig, run_dir: Path) -> None:
+    """A completed job killed during its post-hoc repair step gets the repair on relaunch."""
+    lambdas = cfg.get("diagnostics", {}).get("repair_lambdas")
+    if lambdas and not (run_dir / REPAIR_FILE).is_file():
+        from forgetlab.strategies.repair import repair_run  # lazy: torch stays unimported for --help
+
+        log.info("repairing %s (its repair step had not finished)", shown(run_dir))
+        repair_run(run_dir, list(lambdas), cfg.diagnostics.get("repair_budget"))
+
+
 @hydra.main(version_base="1.3", config_path="pkg://forgetlab.conf", config_name="train")
 def hydra_main(cfg: DictConfig) -> float | list[float] | None:
     """The task function. Returns mean forgetting, or the `optimized_metrics` values (for Optuna)."""
@@ -92,6 +102,7 @@ def hydra_main(cfg: DictConfig) -> float | list[float] | None:
         if state.completed:
             try:
                 result = sweep.objectives(cfg, state.metrics)
+                finish_repair(cfg, run_dir)
                 log.info("skipping %s: already completed (relaunch of the same sweep)", shown(run_dir))
                 return result
             except (KeyError, TypeError, ValueError) as err:

@@ -27,6 +27,7 @@ from forgetlab.run_dirs import CHECKPOINT_DIR, METRICS_FILE, make_run_dir
 from forgetlab.strategies.adapters import apply_params
 from forgetlab.strategies.checks import check_strategy
 from forgetlab.strategies.penalties import build_penalty
+from forgetlab.strategies.repair import repair_run
 from forgetlab.strategies.saving import save_final_model
 from forgetlab.strategies.weight_movement import snapshot_weights, weight_movement
 from forgetlab.tasks.suite import TaskSuite
@@ -210,4 +211,6 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
     metrics["timing"] = {**timer.summary(), "train_wall_time_s": stats["train_wall_time_s"],
                          "tokens_per_s": stats["tokens_per_s"], "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_json(run_dir / METRICS_FILE, metrics)
+    if config.diagnostics.repair_lambdas:  # the post-hoc repair as a step of the run (repair.json beside it)
+        repair_run(run_dir, config.diagnostics.repair_lambdas, config.diagnostics.repair_budget)
     return metrics

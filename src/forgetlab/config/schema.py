@@ -163,7 +163,7 @@ class EvalConfig:
     """Scoring: every evaluation task before and after fine-tuning, and periodically during it."""
 
     batch_size: int = knob(256, "examples per scoring batch", min=1)
-    every_n_steps: int = knob(25, "validation scores of every task every N fine-tuning steps; 0 = off", min=0)
+    every_n_steps: int = knob(50, "validation scores of every task every N fine-tuning steps; 0 = off", min=0)
     val_max_examples: int | None = knob(32, "periodic evaluation: the first N validation examples per task (a "
                                             "sample that keeps evaluation a small share of the run); null = all",
                                         min=1)
@@ -180,6 +180,11 @@ class DiagnosticsConfig:
                                     "pre-trained matrix's singular vectors is below this", min=0.0, max=1.0)
     max_numel: int | None = knob(4_000_000, "skip matrices larger than this (a 7B model must not spend an hour "
                                             "here); null = no cap", min=1)
+    repair_lambdas: list[float] = knob([], "after the run, scale its intruder singular values by each lambda and "
+                                           "rescore every task (repair.json, as forgetlab-repair does); empty = "
+                                           "off. Sweepable: diagnostics.repair_lambdas='[1,0.5,0]'")
+    repair_budget: float | None = knob(5.0, "mean forgetting (points) the best repair lambda may cost; null = "
+                                            "report no best lambda", min=0.0)
 
 
 @dataclass

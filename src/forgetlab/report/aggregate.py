@@ -18,7 +18,8 @@ from forgetlab.report.collect import Run
 
 # Overrides that never define a group: repetitions (seed) and where/how things were written or logged.
 IGNORED_KEYS = ("seed", "run_name", "threads")
-IGNORED_PREFIXES = ("paths.", "hydra.", "logger", "trainer.devices", "checkpoint_every_n_steps")
+# diagnostics.* only measure a finished run (intruder counts, the post-hoc repair): they never change it.
+IGNORED_PREFIXES = ("paths.", "hydra.", "logger", "trainer.devices", "checkpoint_every_n_steps", "diagnostics.")
 # Fields of metrics.json that must never be mixed inside one group, even if no override says so.
 IDENTITY_FIELDS = ("strategy", "model", "target")
 DEFAULT = "(default)"
@@ -35,6 +36,7 @@ SHORT_NAMES = {
     "strategy.penalty.lam": "lam",
     "strategy.params.peft.r": "r",
     "strategy.params.peft.lora_alpha": "lora_alpha",
+    "strategy.params.target_modules": "targets",
     "tasks.target": "target",
     "sweep_name": "sweep",
 }

@@ -8,6 +8,7 @@ from pathlib import Path
 from forgetlab.report.aggregate import Group, group_runs
 from forgetlab.report.collect import Run, collect_runs
 from forgetlab.report.html import write_html
+from forgetlab.report.method_plots import write_method_plots
 from forgetlab.report.plots import write_plots
 from forgetlab.report.repair import PLOT_FILE as REPAIR_PLOT
 from forgetlab.report.repair import load_repairs, plot_repair, repair_table
@@ -46,7 +47,7 @@ def build_report(paths: list[str | Path], out: str | Path | None = None) -> Repo
     out.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(paths, exclude=[out])
     groups = group_runs(runs)
-    plots = {**write_plots(groups, out), **write_run_plots(groups, out)}
+    plots = {**write_plots(groups, out), **write_method_plots(groups, out), **write_run_plots(groups, out)}
     repairs = load_repairs(runs)  # forgetlab-repair results, where runs have them
     repair = repair_table(repairs) if repairs else None
     if repairs:
