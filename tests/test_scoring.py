@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from forgetlab.evaluation.scoring import describe_metrics, score_task
+from forgetlab.evaluation.scoring import describe_metrics, length_batches, score_task
 from forgetlab.models.tiny import build_tiny_t5
 from forgetlab.tasks.external import build_external_task
 
@@ -78,3 +78,28 @@ def test_one_encoder_pass_per_scored_batch_gives_the_two_pass_results():
 
     assert result["score"] == pytest.approx(resolve_metric(task.metric)(preds, list(data["completion"])))
     assert result["loss"] == pytest.approx(float(nll.sum() / ntok.sum()), rel=1e-5)
+
+
+def test_length_batches_stay_within_the_token_budget():
+    lengths = [5, 100, 10, 40, 60, 10, 300]
+    batches = length_batches(lengths, batch_size=3, max_tokens=120)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # every example once
+    assert all(len(b) <= 3 and (len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 120) for b in batches)
+    assert batches == [[0, 2, 5], [3, 4], [1], [6]]  # ascending; 300 > budget is scored on its own
+    assert length_batches(lengths, batch_size=4, max_tokens=None) == [[0, 2, 5, 3], [4, 1, 6]]
+
+
+def test_token_budget_changes_batches_not_results(tmp_path, lm):
+    """Long inputs scored a few at a time give the predictions and loss of one big batch."""
+    rows = [{"dialogue": "a: " + "word " * (3 + 7 * i), "summary": f"short {i}."} for i in range(6)]
+    task = _task(tmp_path, "summarization", rows)  # 3 test examples of different lengths
+    calls = []
+    hook = lm.model.get_encoder().register_forward_hook(lambda *a: calls.append(1))
+    try:
+        small = score_task(lm, task, batch_size=256, max_batch_tokens=60)
+        budget_calls, calls[:] = len(calls), []
+        big = score_task(lm, task, batch_size=256, max_batch_tokens=None)
+    finally:
+        hook.remove()
+    assert budget_calls > len(calls) == 1
+    assert small["metrics"] == big["metrics"] and small["loss"] == pytest.approx(big["loss"], rel=1e-5)

@@ -132,7 +132,8 @@ def train_stage(cfg: DictConfig, config: TrainConfig, lm: LanguageModel, suite: 
     counts = lm.parameter_counts()  # before a merge turns the adapter back into plain weights
     carry.end_stage(lm, stage, train, seed)
     evalc = config.eval
-    scores = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
+    scores = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples,
+                         evalc.max_batch_tokens)
     periodic = next((c for c in callbacks if isinstance(c, PeriodicEvaluation)), None)
     record = {
         "stage": t,
@@ -188,8 +189,9 @@ def run_continual(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[st
     make_deterministic(config.seed, config.threads, config.deterministic)
     start_record = store.scores(0)
     if start_record is None:
-        start_record = {"stage": 0, "tasks": [], "scores": score_tasks(lm, eval_tasks, "test", evalc.batch_size,
-                                                                        evalc.test_max_examples)}
+        start_scores = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples,
+                                   evalc.max_batch_tokens)
+        start_record = {"stage": 0, "tasks": [], "scores": start_scores}
         store.finish(0, start_record)
     start = snapshot_weights(lm.model)
     carry = Carry(config, suite)

@@ -138,11 +138,13 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
         key = None if base is None else scoring_key(
             base["weights_sha256"], eval_tasks, "test",
             {"batch_size": evalc.batch_size, "max_examples": evalc.test_max_examples, "threads": config.threads,
+             "max_batch_tokens": evalc.max_batch_tokens,
              "encoding": lm.encoding_key(), "max_new_tokens": lm.max_new_tokens,
              "trainer": {k: cfg.trainer.get(k) for k in ("accelerator", "precision")}})
         before, before_cached = cached_scores(
             config.paths.data_cache_dir, key,
-            lambda: score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples))
+            lambda: score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples,
+                                evalc.max_batch_tokens))
         lm_eval_before = score_lm_eval(lm, config.lm_eval) if config.lm_eval.tasks else None
     timer.enter("training")
     start = snapshot_weights(lm.model) if rank0 else None
@@ -169,7 +171,8 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
 
     timer.enter("scoring_after")
     place_for_scoring(lm, cfg.trainer)  # Lightning hands the model back on the CPU
-    after = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples)
+    after = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples,
+                        evalc.max_batch_tokens)
     lm_eval = lm_eval_summary(lm_eval_before, score_lm_eval(lm, config.lm_eval)) if lm_eval_before else None
     selected = score_selected(lm, callbacks, eval_tasks, evalc, before, suite.target)  # None without a budget
     timer.enter("diagnostics")

@@ -168,6 +168,9 @@ class EvalConfig:
                                             "sample that keeps evaluation a small share of the run); null = all",
                                         min=1)
     test_max_examples: int | None = knob(None, "before/after scoring: at most this many examples per task", min=1)
+    max_batch_tokens: int | None = knob(32768, "a scoring batch holds at most this many tokens (examples x "
+                                               "(longest input + generated tokens)), so long inputs are scored "
+                                               "a few at a time within memory; null = batch_size alone", min=1)
 
 
 @dataclass

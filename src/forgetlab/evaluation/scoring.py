@@ -65,12 +65,30 @@ def inference_context(lm: LanguageModel):
     return stack
 
 
+def length_batches(lengths: list[int], batch_size: int, max_tokens: int | None) -> list[list[int]]:
+    """Indices in ascending length, cut into batches of at most `batch_size` examples whose padded size
+    (examples x longest length) stays within `max_tokens`, so long inputs are scored a few at a time and
+    short ones many at a time. An example longer than the budget is a batch of its own."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        last = batches[-1] if batches else None
+        fits = last is not None and len(last) < batch_size and (
+            max_tokens is None or (len(last) + 1) * lengths[i] <= max_tokens)  # ascending: i is the longest
+        if fits:
+            last.append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 def score_task(
     lm: LanguageModel,
     task: InstructionTask,
     split: str = "test",
     batch_size: int = 256,
     max_examples: int | None = None,
+    max_batch_tokens: int | None = None,
 ) -> dict[str, Any]:
     """Return {'score', 'loss', 'n', 'headline', 'metrics'} for one split ('perplexity' too for text tasks);
     `metrics` holds every value the task's metric computed, `score` is the headline one. The model's
@@ -85,16 +103,16 @@ def score_task(
     feats = [lm.encode(p, c) for p, c in zip(prompts, column(data, "completion"))]
     truncated = sum(bool(f["truncated"] or (generate and lm.generation_input(p, max_new)[1]))
                     for f, p in zip(feats, prompts))
-    # Batches of similar length pad little; predictions are put back in the split's order after.
-    order = sorted(range(len(feats)), key=lambda i: (len(feats[i]["input_ids"]), len(feats[i]["labels"])))
+    # Batches of similar length pad little; predictions are put back in the split's order after. A batch's
+    # cost is its examples x (longest input + the tokens generated for it).
+    lengths = [max(len(f["input_ids"]), len(f["labels"])) + max_new for f in feats]
     was_training = lm.model.training
     lm.model.eval()
     preds: list[str | None] = [None] * len(feats)
     loss_sum, tok_sum = 0.0, 0
     try:
         with inference_context(lm):
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
+            for idx in length_batches(lengths, batch_size, max_batch_tokens):
                 texts, s, n = lm.score_batch([feats[i] for i in idx], [prompts[i] for i in idx],
                                              max_new if generate else None)
                 for i, text in zip(idx, texts or []):
@@ -120,12 +138,13 @@ def score_tasks(
     split: str = "test",
     batch_size: int = 256,
     max_examples: int | None = None,
+    max_batch_tokens: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every task's scores on `split`, with a progress bar over the tasks on a terminal."""
     scores = {}
     with progress(f"scoring {split}", total=len(tasks)) as advance:
         for name, task in tasks.items():
-            scores[name] = score_task(lm, task, split, batch_size, max_examples)
+            scores[name] = score_task(lm, task, split, batch_size, max_examples, max_batch_tokens)
             advance(1, info=name)
     return scores
 

@@ -107,7 +107,7 @@ def repair_run(run_dir: str | Path, lambdas: Sequence[float] = DEFAULT_LAMBDAS,
                 if name in new:
                     param.copy_(new[name])
         after = score_tasks(lm, suite.eval_tasks(), "test", evalc.get("batch_size", 256),
-                            evalc.get("test_max_examples"))
+                            evalc.get("test_max_examples"), evalc.get("max_batch_tokens"))
         results.append({"lambda": float(lam), **summarize_forgetting(metrics["before"], after, metrics["target"]),
                         "after": after, "intruders": info["intruders"], "matrices_repaired": info["repaired"],
                         "per_matrix": info["per_matrix"]})

@@ -180,7 +180,8 @@ def score_selected(lm: LanguageModel, callbacks: Sequence[L.Callback], tasks: Ma
     if saved["step"] != choice["step"]:
         raise RuntimeError(f"{selector.path} holds step {saved['step']}, not the selected step {choice['step']}")
     with swapped_weights(lm.model, saved["weights"]):
-        test = score_tasks(lm, dict(tasks), "test", evalc.batch_size, evalc.test_max_examples)
+        test = score_tasks(lm, dict(tasks), "test", evalc.batch_size, evalc.test_max_examples,
+                           evalc.max_batch_tokens)
     return {
         "budget": choice["budget"],
         "step": choice["step"],

@@ -16,9 +16,9 @@ class PeriodicEvaluation(L.Callback):
     tasks to score (`tasks`) before training starts."""
 
     def __init__(self, every_n_steps: int, max_examples: int | None = None, batch_size: int = 256,
-                 tasks: dict[str, InstructionTask] | None = None) -> None:
+                 tasks: dict[str, InstructionTask] | None = None, max_batch_tokens: int | None = None) -> None:
         self.tasks, self.every = tasks or {}, every_n_steps
-        self.max_examples, self.batch_size = max_examples, batch_size
+        self.max_examples, self.batch_size, self.max_batch_tokens = max_examples, batch_size, max_batch_tokens
         self.history: list[dict] = []
         self.seconds = 0.0  # spent evaluating in this process (the run's timing splits it off training)
 
@@ -29,7 +29,8 @@ class PeriodicEvaluation(L.Callback):
         if self.history and self.history[-1]["step"] == step:
             return
         start = time.perf_counter()
-        scores = score_tasks(pl_module.lm, self.tasks, "validation", self.batch_size, self.max_examples)
+        scores = score_tasks(pl_module.lm, self.tasks, "validation", self.batch_size, self.max_examples,
+                             self.max_batch_tokens)
         self.seconds += time.perf_counter() - start
         self.history.append({"step": step, "scores": scores})
         flat = {f"val/{t}/{k}": v[k] for t, v in scores.items() for k in ("score", "loss")}
