@@ -325,3 +325,29 @@ def test_plain_runs_get_no_optional_columns(report):
     # their histories still give the best step under the standard budgets: full seed 0 forgets 10 by step 10
     assert set(by_label(report)["full"].budget_scores) == {"1", "2", "5", "10"}
     assert "## Best step under forgetting budgets" in md
+
+
+def test_lm_eval_and_intruder_columns(tmp_path):
+    """lm-eval results (metrics.json lm_eval) become a table and CSV columns; intruder counts a column."""
+    import json
+
+    template = json.loads((FIXTURES / "sweep_a" / "strategy=full,seed=0" / "metrics.json").read_text())
+    for seed, (before, after, intruders) in enumerate([(0.6, 0.5, 2), (0.6, 0.4, 4)]):
+        run = tmp_path / "sweep" / f"seed={seed}"
+        run.mkdir(parents=True)
+        metrics = {**template, "seed": seed,
+                   "lm_eval": {"version": "0.4.0", "before": {"local_qa": {"acc": before}},
+                               "after": {"local_qa": {"acc": after}}, "forgetting": {"local_qa/acc": before - after}},
+                   "weight_movement": {"spectral": {"total": {"intruders": intruders}}}}
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    report = build_report([tmp_path / "sweep"], tmp_path / "out")
+    (group,) = report.groups
+    assert group.lm_eval["local_qa/acc"]["forgetting"].mean == pytest.approx(0.15)
+    assert group.stats["intruders"].mean == 3.0
+    md = report.files["markdown"].read_text()
+    assert "## lm-evaluation-harness" in md and "| full | 2 | 0.600 ± 0.000 → 0.450 ± 0.071 (0.150 ± 0.071) |" in md
+    assert "intruder dims" in md and "lm-evaluation-harness" in report.files["html"].read_text()
+    with open(report.files["csv"], newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["lm_eval_local_qa/acc_forgetting_mean"]) == pytest.approx(0.15)
+    assert float(row["intruders_mean"]) == 3.0

@@ -72,6 +72,8 @@ class Group:
     # budget ("5") -> target score (validation) / step at the best step under that budget
     budget_scores: dict[str, Stat] = field(default_factory=dict)
     budget_steps: dict[str, Stat] = field(default_factory=dict)
+    # lm-evaluation-harness "task/metric" -> {"before", "after", "forgetting"} (runs with lm_eval.tasks)
+    lm_eval: dict[str, dict[str, Stat]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -216,7 +218,17 @@ RUN_VALUES = {
     "selected_step": lambda r: _section(r, "selected", "step"),
     "selected_target_gain": lambda r: (_section(r, "selected", "test_summary") or {}).get("target_gain"),
     "selected_mean_forgetting": lambda r: (_section(r, "selected", "test_summary") or {}).get("mean_forgetting"),
+    "intruders": lambda r: ((_section(r, "weight_movement", "spectral") or {}).get("total") or {}).get("intruders"),
 }
+
+
+def lm_eval_values(run: Run, part: str) -> dict[str, float]:
+    """A run's lm-eval numbers as "task/metric" -> value; part is before, after or forgetting."""
+    section = _section(run, "lm_eval", part) or {}
+    if part == "forgetting":
+        return {k: v for k, v in section.items() if isinstance(v, (int, float))}
+    return {f"{task}/{metric}": v for task, values in section.items() if isinstance(values, dict)
+            for metric, v in values.items() if isinstance(v, (int, float))}
 
 
 def _targets(run: Run) -> list[str]:
@@ -294,6 +306,9 @@ def summarize(label: str, key: dict[str, str], runs: list[Run]) -> Group:
     budgets = sorted({b for c in chosen for b in c}, key=_natural)
     group.budget_scores = {b: mean_std([(c.get(b) or {}).get("target_score") for c in chosen]) for b in budgets}
     group.budget_steps = {b: mean_std([(c.get(b) or {}).get("step") for c in chosen]) for b in budgets}
+    parts = {part: [lm_eval_values(r, part) for r in runs] for part in ("before", "after", "forgetting")}
+    keys = sorted({k for values in parts["forgetting"] for k in values})
+    group.lm_eval = {k: {part: mean_std([v.get(k) for v in parts[part]]) for part in parts} for k in keys}
     return group
 
 

@@ -12,11 +12,14 @@ from forgetlab.report.collect import Run
 from forgetlab.report.tables import (
     BUDGET_EXPLAIN,
     EXPLAIN,
+    LM_EVAL_EXPLAIN,
     REPAIR_EXPLAIN,
     all_budgets,
+    all_lm_eval,
     budget_table,
     failed_table,
     group_table,
+    lm_eval_table,
     run_table,
 )
 
@@ -69,6 +72,8 @@ def write_html(path: Path, groups: list[Group], runs: list[Run], plots: dict[str
     if all_budgets(groups):
         parts += ["<h2>Best step under forgetting budgets</h2>", f"<p>{escape(BUDGET_EXPLAIN)}</p>",
                   _table(*budget_table(groups))]
+    if all_lm_eval(groups):
+        parts += ["<h2>lm-evaluation-harness</h2>", f"<p>{escape(LM_EVAL_EXPLAIN)}</p>", _table(*lm_eval_table(groups))]
     if plots:
         parts.append("<h2>Plots</h2>")
         for name, png in plots.items():

@@ -26,6 +26,7 @@ OPTIONAL_METRICS = [
     ("selected_step", "selected step", 0),
     ("selected_target_gain", "selected: target gain", 2),
     ("selected_mean_forgetting", "selected: mean forgetting", 2),
+    ("intruders", "intruder dims", 1),
 ]
 TASK_DECIMALS = 2
 BUDGET_EXPLAIN = ("Per budget (mean forgetting on the old tasks, validation, points): the target's validation score "
@@ -112,6 +113,30 @@ def failed_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
     return headers, [[r.display, r.status, r.reason, r.command] for r in runs if not r.ok]
 
 
+LM_EVAL_EXPLAIN = ("lm-evaluation-harness tasks (lm_eval.tasks) scored on the model before and after fine-tuning, "
+                   "in the harness's own units: before → after, and forgetting = before - after (mean ± std).")
+
+
+def all_lm_eval(groups: list[Group]) -> list[str]:
+    return sorted({k for g in groups for k in g.lm_eval})
+
+
+def lm_eval_table(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
+    """One row per group with lm-eval results: 'before → after (forgetting)' per task/metric."""
+    keys = all_lm_eval(groups)
+    rows = []
+    for g in groups:
+        if not g.lm_eval:
+            continue
+        cells = []
+        for k in keys:
+            s = g.lm_eval.get(k)
+            cells.append("" if s is None else f"{fmt_stat(s['before'], 3)} → {fmt_stat(s['after'], 3)} "
+                                              f"({fmt_stat(s['forgetting'], 3)})")
+        rows.append([g.label, str(g.n), *cells])
+    return ["group", "n", *keys], rows
+
+
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     def cell(text: str) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
@@ -143,6 +168,8 @@ def write_markdown(path: Path, groups: list[Group], runs: list[Run], plots: dict
         "",
         *(["## Best step under forgetting budgets", "", BUDGET_EXPLAIN, "", markdown_table(*budget_table(groups)), ""]
           if all_budgets(groups) else []),
+        *(["## lm-evaluation-harness", "", LM_EVAL_EXPLAIN, "", markdown_table(*lm_eval_table(groups)), ""]
+          if all_lm_eval(groups) else []),
         "## Runs",
         "",
         markdown_table(*run_table(runs, groups)) if done else "_No completed runs._",
@@ -166,6 +193,7 @@ def write_csv(path: Path, groups: list[Group]) -> Path:
     fixed = ("group", "group_overrides", "strategy", "n")   # a key of the same name is in group_overrides
     keys = sorted({k for g in groups for k in g.key} - set(fixed))
     tasks, metrics, budgets = all_tasks(groups), shown_metrics(groups), all_budgets(groups)
+    lm_eval = all_lm_eval(groups)
     headers = [*fixed[:2], *keys, *fixed[2:]]
     for name, _, _ in metrics:
         headers += [f"{name}_mean", f"{name}_std"]
@@ -173,6 +201,8 @@ def write_csv(path: Path, groups: list[Group]) -> Path:
         headers += [f"forgetting_{t}_mean", f"forgetting_{t}_std"]
     for b in budgets:
         headers += [f"budget_{b}_target_mean", f"budget_{b}_target_std", f"budget_{b}_step_mean", f"budget_{b}_step_std"]
+    for k in lm_eval:
+        headers += [f"lm_eval_{k}_{part}_{s}" for part in ("before", "after", "forgetting") for s in ("mean", "std")]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(headers)
@@ -180,6 +210,8 @@ def write_csv(path: Path, groups: list[Group]) -> Path:
             none = Stat(None, None, 0)
             stats = [g.stats[name] for name, _, _ in metrics] + [g.task_forgetting.get(t, none) for t in tasks]
             stats += [s for b in budgets for s in (g.budget_scores.get(b, none), g.budget_steps.get(b, none))]
+            stats += [(g.lm_eval.get(k) or {}).get(part, none) for k in lm_eval for part in ("before", "after",
+                                                                                             "forgetting")]
             row = [g.label, g.overrides, *[g.key.get(k, "") for k in keys], g.strategy, g.n]
             for s in stats:
                 row += ["" if s.mean is None else repr(s.mean), "" if s.std is None else repr(s.std)]
