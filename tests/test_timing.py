@@ -6,7 +6,7 @@ import time
 
 from forgetlab.utils.timing import PhaseTimer, process_age_s
 
-PHASES = ("data", "scoring_before", "training", "periodic_evaluation", "scoring_after", "diagnostics", "saving")
+PHASES = ("data", "base_stage", "scoring_before", "training", "periodic_evaluation", "scoring_after", "diagnostics", "saving")
 
 
 def test_phases_are_back_to_back_and_split_off_moves_time_from_the_running_phase():

@@ -110,7 +110,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
     timer = PhaseTimer()
     if startup_s is not None:
         timer.add("startup", startup_s)
-    timer.enter("data")  # tasks, model, base stage
+    timer.enter("data")  # tasks and model
     rank0 = is_global_zero()
     config = validate(cfg)  # typed; a bad key or an out-of-range value fails here, before any model loads
     quiet_third_party(config.verbose)
@@ -122,7 +122,9 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
     lm: LanguageModel = instantiate(cfg.model.build)
     strategy, evalc = config.strategy, config.eval
     check_strategy(strategy, lm, suite)  # bad target modules etc. fail here, before any training
+    timer.enter("base_stage")  # loaded from the cache in a fraction of a second, or trained (minutes)
     base = prepare_base(cfg, config, lm, suite, wandb)
+    timer.enter("data")
     # A fresh count for this run: the base stage's own cuts (absent when it comes from the cache) are not its.
     lm.truncation = TruncationLog()
     eval_tasks = suite.eval_tasks()
