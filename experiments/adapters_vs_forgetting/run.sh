@@ -10,8 +10,7 @@
 set -euo pipefail
 OUT="${FORGETLAB_OUTPUTS:-outputs}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
-run() { forgetlab -m experiment=adapters_vs_forgetting sweep_name="$1" "${@:2}" \
-          || echo "sweep $1 had failed jobs (see its sweep_summary.json)"; }
+run() { forgetlab -m experiment=adapters_vs_forgetting sweep_name="$1" "${@:2}" || echo "sweep $1 had failed jobs"; }
 LORA_LR="strategy.optim.lr=1e-4,3e-4,1e-3"
 
 run adapters_full strategy=full strategy.optim.lr=1e-5,3e-5,1e-4
