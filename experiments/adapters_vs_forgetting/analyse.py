@@ -35,6 +35,15 @@ def interpolate(curve: list[tuple[float, float]], gain: float) -> float | None:
     return None
 
 
+def lowest_similarity(run) -> float | None:
+    """Mean over the run's linear layers of the lowest |cos| between one of the fine-tuned matrix's top-k
+    singular vectors and all of the pre-trained matrix's (1 = no new direction; < eps = an intruder): the
+    continuous measure behind the intruder count."""
+    per_matrix = ((run.get("weight_movement") or {}).get("spectral") or {}).get("per_matrix") or {}
+    lows = [min(m["top_k_similarity"]) for m in per_matrix.values() if m.get("top_k_similarity")]
+    return statistics.fmean(lows) if lows else None
+
+
 def fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -62,7 +71,7 @@ def main() -> None:
     if args.reference not in by_method:
         raise SystemExit(f"no method {args.reference!r} among: {', '.join(by_method)}")
     curve = reference_curve(by_method[args.reference])
-    header = ["method", "lr", "n", "gain", "forgetting", "full FT at that gain", "excess", "intruders",
+    header = ["method", "lr", "n", "gain", "forgetting", "full FT at that gain", "excess", "intruders", "lowest |cos|",
               "λ=0.5: gain / forgetting / excess", "λ=0: gain / forgetting / excess"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, groups in by_method.items():
@@ -70,11 +79,13 @@ def main() -> None:
             gain, forgetting = g.stats["target_gain"].mean, g.stats["mean_forgetting"].mean
             ref = interpolate(curve, gain)
             intruders = [run_intruders(r) for r in g.runs if run_intruders(r) is not None]
+            lows = [x for x in map(lowest_similarity, g.runs) if x is not None]
             cells = [label, g.key.get("strategy.optim.lr", "?"), str(g.n),
                      f"{gain:.1f} ± {g.stats['target_gain'].std or 0:.1f}",
                      f"{forgetting:.1f} ± {g.stats['mean_forgetting'].std or 0:.1f}", fmt(ref),
                      fmt(None if ref is None else forgetting - ref),
-                     fmt(statistics.fmean(intruders) if intruders else None)]
+                     fmt(statistics.fmean(intruders) if intruders else None),
+                     fmt(statistics.fmean(lows) if lows else None, 2)]
             for lam in (0.5, 0.0):
                 point = repaired(g, lam)
                 if point is None:
