@@ -100,6 +100,8 @@ def main() -> None:
     parser.add_argument("--throughput-steps", type=int, default=20)
     parser.add_argument("--pretrain-steps", type=int, default=300)
     parser.add_argument("--finetune-steps", type=int, default=100)
+    parser.add_argument("--skip-throughput", action="store_true",
+                        help="only the held-out text part (on a busy machine the speeds mean little)")
     args = parser.parse_args()
     out = args.out.resolve()
     folder, corpus = out / "llama", out / "corpus.txt"
@@ -107,10 +109,13 @@ def main() -> None:
     n, paragraphs = build(folder)
     corpus.write_text("\n\n".join(p.replace("\n\n", "\n") for p in paragraphs) + "\n")
     print(f"Llama folder: {n / 1e6:.1f}M parameters; {len(paragraphs)} local paragraphs", flush=True)
-    rows = [throughput("llama (model=hf)", ["model=hf", f"model.build.name_or_path={folder}",
-                                            "model.build.max_length=128"], out, args.throughput_steps)]
-    for builtin in ("tiny_t5", "tiny_gpt"):
-        rows.append(throughput(builtin, [f"model={builtin}", "model.base_stage=false"], out, args.throughput_steps))
+    rows = []
+    if not args.skip_throughput:
+        rows.append(throughput("llama (model=hf)", ["model=hf", f"model.build.name_or_path={folder}",
+                                                    "model.build.max_length=128"], out, args.throughput_steps))
+        for builtin in ("tiny_t5", "tiny_gpt"):
+            rows.append(throughput(builtin, [f"model={builtin}", "model.base_stage=false"], out,
+                                   args.throughput_steps))
     for row in rows:
         print(json.dumps(row), flush=True)
     pretrained, pre = pretrain(folder, corpus, out, args.pretrain_steps)
