@@ -91,9 +91,10 @@ def plot_learning_forgetting(groups: list[Group], path: Path) -> Path:
     """
     means = [(g, g.stats["mean_forgetting"], g.stats["target_gain"]) for g in groups]
     means = [(g, f, t) for g, f, t in means if f.mean is not None and t.mean is not None]
-    ncols = 1 if len(means) <= 4 else 2 if len(means) <= 12 else 3
+    # the key beneath the axes: two columns as wide as the figure hold the long labels of a big sweep
+    ncols = 1 if len(means) <= 4 else 2
     rows = math.ceil(len(means) / ncols)
-    fig, (ax,) = _figure(7.5 if ncols < 3 else 9.0, 5.0 + 0.22 * rows)
+    fig, (ax,) = _figure(7.5 if ncols == 1 else 11.0, 5.0 + 0.22 * rows)
     colors = _strategy_colors(groups)
     seen: set[str] = set()
     for g in groups:
