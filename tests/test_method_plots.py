@@ -71,3 +71,20 @@ def test_no_method_plots_without_lr_grid_or_spectral(tmp_path):
             shutil.rmtree(run)   # one lr per method left: no curve to trace
     report = build_report([root], tmp_path / "out")
     assert not set(PLOT_FILES) & set(report.files)
+
+
+def test_repair_curves_average_seeds_per_group_and_add_the_run_itself(tmp_path):
+    from forgetlab.report.collect import Run
+    from forgetlab.report.repair import plot_repair, repair_series
+
+    def repaired(name: str, gain: float, forgetting: float) -> tuple[Run, dict]:
+        run = Run(path=tmp_path / name, display=name, status="completed")
+        return run, {"run": {"target_gain": gain, "mean_forgetting": forgetting},
+                     "results": [{"lambda": 0.0, "target_gain": gain - 10, "mean_forgetting": forgetting - 20}]}
+
+    repairs = [repaired("a0", 40, 80), repaired("a1", 44, 84), repaired("b0", 70, 70)]
+    labels = {str(tmp_path / "a0"): "lora", str(tmp_path / "a1"): "lora"}
+    series = repair_series(repairs, labels)
+    assert series == {"lora": {0.0: (32.0, 62.0), 1.0: (42.0, 82.0)}, "b0": {0.0: (60.0, 50.0), 1.0: (70.0, 70.0)}}
+    path = plot_repair(repairs, tmp_path / "repair.png", labels)
+    assert path.read_bytes().startswith(PNG_MAGIC)

@@ -51,7 +51,8 @@ def build_report(paths: list[str | Path], out: str | Path | None = None) -> Repo
     repairs = load_repairs(runs)  # forgetlab-repair results, where runs have them
     repair = repair_table(repairs) if repairs else None
     if repairs:
-        plots["repair_curve"] = plot_repair(repairs, out / REPAIR_PLOT)
+        labels = {str(r.path): g.label for g in groups for r in g.runs}
+        plots["repair_curve"] = plot_repair(repairs, out / REPAIR_PLOT, labels)
     sources = [shown(p) for p in paths]  # relative to the working directory when below it
     files = {
         "markdown": write_markdown(out / "report.md", groups, runs, plots, sources, repair),

@@ -4,8 +4,10 @@ forgetting budget the repair was run with. Reads files only (no torch)."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -13,6 +15,7 @@ from forgetlab.report.collect import Run
 from forgetlab.run_dirs import REPAIR_FILE, read_json_or_none
 
 PLOT_FILE = "repair_curve.png"
+MAX_LINES = 12  # more groups than this: only those the repair changed are drawn
 HEADERS = ["run", "strategy", "lambda", "target gain", "mean forgetting", "intruders", "best within budget"]
 
 
@@ -33,26 +36,52 @@ def repair_table(repairs: list[tuple[Run, dict]]) -> tuple[list[str], list[list[
     return HEADERS, rows
 
 
-def plot_repair(repairs: list[tuple[Run, dict]], path: Path) -> Path:
-    """Target gain and mean forgetting against lambda, one line per run; the best lambda circled."""
-    fig = Figure(figsize=(11, 4.5), dpi=110, layout="constrained")
+def repair_series(repairs: list[tuple[Run, dict]], labels: dict[str, str] | None = None
+                  ) -> dict[str, dict[float, tuple[float, float]]]:
+    """label -> lambda -> mean (target gain, mean forgetting) over the label's runs. A run is labelled by its
+    report group (`labels`: run path -> group label), so seeds are averaged, else by its own folder; lambda 1
+    (the run as trained) comes from the run's own numbers when the repair did not score it."""
+    points: dict[str, dict[float, list[tuple[float, float]]]] = {}
+    for run, rep in repairs:
+        label = (labels or {}).get(str(run.path), run.display)
+        per_lambda = {float(r["lambda"]): (r["target_gain"], r["mean_forgetting"]) for r in rep["results"]}
+        if 1.0 not in per_lambda and isinstance(rep.get("run"), dict):
+            per_lambda[1.0] = (rep["run"]["target_gain"], rep["run"]["mean_forgetting"])
+        for lam, point in per_lambda.items():
+            points.setdefault(label, {}).setdefault(lam, []).append(point)
+    return {label: {lam: (statistics.fmean(p[0] for p in pts), statistics.fmean(p[1] for p in pts))
+                    for lam, pts in sorted(by_lam.items())} for label, by_lam in points.items()}
+
+
+def plot_repair(repairs: list[tuple[Run, dict]], path: Path, labels: dict[str, str] | None = None) -> Path:
+    """Target gain and mean forgetting against lambda, one line per group (seeds averaged) or run. With many,
+    only those the repair changed by at least a point are drawn; the title says how many were left out."""
+    series = repair_series(repairs, labels)
+
+    def change(curve: dict[float, tuple[float, float]]) -> float:
+        ref = curve.get(1.0) or next(iter(curve.values()))
+        return max(max(abs(g - ref[0]), abs(f - ref[1])) for g, f in curve.values())
+
+    shown = series if len(series) <= MAX_LINES else {k: v for k, v in series.items() if change(v) >= 1.0}
+    fig = Figure(figsize=(13 if len(shown) > 6 else 11, 4.5 + 0.12 * max(len(shown) - 12, 0)), dpi=110,
+                 layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
-    for run, rep in repairs:
-        points = sorted(rep["results"], key=lambda r: r["lambda"])
-        lams = [r["lambda"] for r in points]
-        best = (rep.get("best") or {}).get("lambda")
-        for ax, key in zip(axes, ("target_gain", "mean_forgetting")):
-            line, = ax.plot(lams, [r[key] for r in points], marker="o", ms=3, label=run.display)
-            if best is not None:
-                ax.scatter([best], [next(r[key] for r in points if r["lambda"] == best)], s=90,
-                           facecolors="none", edgecolors=line.get_color(), zorder=3)
+    cmap = colormaps["tab10" if len(shown) <= 10 else "tab20"]
+    for i, (label, curve) in enumerate(shown.items()):
+        lams = list(curve)
+        for ax, j in zip(axes, (0, 1)):
+            ax.plot(lams, [curve[lam][j] for lam in lams], marker="o", ms=3, color=cmap(i % cmap.N), label=label)
     axes[0].set_ylabel("target gain (points)")
     axes[1].set_ylabel("mean forgetting (points)")
     for ax in axes:
-        ax.set_xlabel("lambda (scale of the intruder singular values; 1 = the run as trained)")
+        ax.set_xlabel("lambda (scale of the intruder singular values; 1 = as trained)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle("Intruder repair: circled = best lambda within the forgetting budget", fontsize=10)
+    if shown:
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=7, frameon=False)
+    left_out = len(series) - len(shown)
+    fig.suptitle("Intruder repair, mean over seeds (best lambda per run: the table)"
+                 + (f"; {left_out} groups the repair changed by < 1 point not drawn" if left_out else ""),
+                 fontsize=10)
     fig.savefig(path, format="png")
     return path
