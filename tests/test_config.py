@@ -132,7 +132,7 @@ def _commands_in(text: str, markdown: bool) -> list[str]:
 def _wrapped_commands(text: str) -> list[str]:
     """A study script's `run NAME overrides...` lines, where `run() { forgetlab ARGS "$1" "${@:2}" ...}`:
     the wrapper's own arguments followed by the line's overrides (NAME goes to the wrapper's "$1")."""
-    wrapper = re.search(r'^run\(\) \{ forgetlab ((?:[^\s"]+ )*)\S*"\$1" "\$\{@:2\}"', text, re.M)
+    wrapper = re.search(r'^run\(\) \{ forgetlab ((?:[^\s"]+ )*)\S*"\$1" "\$\{@:2\}"', text, re.MULTILINE)
     if wrapper is None:
         return []
     return [wrapper.group(1) + line.split(maxsplit=2)[2] for line in text.splitlines()

@@ -113,10 +113,9 @@ def assert_same_scores(repaired: dict, after: dict) -> None:
 def test_repair_as_a_step_of_the_run_and_of_a_relaunch(tmp_path, cache_dir):
     """diagnostics.repair_lambdas repairs the finished run in the same job (sweepable); a relaunch of a
     completed job whose repair never finished (killed) does the repair and nothing else."""
-    from tests.conftest import TINY, compose_config
-
     from forgetlab.cli import finish_repair
     from forgetlab.run import run_experiment
+    from tests.conftest import TINY, compose_config
 
     cfg = compose_config([*TINY, "strategy=lora", "strategy.optim.steps=3", "eval.every_n_steps=0",
                           "diagnostics.repair_lambdas=[1,0]", "diagnostics.repair_budget=1000"],

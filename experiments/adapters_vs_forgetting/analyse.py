@@ -13,6 +13,7 @@ reached). The same is done for the repaired points of every run with a repair.js
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def reference_curve(groups) -> list[tuple[float, float]]:
 
 def interpolate(curve: list[tuple[float, float]], gain: float) -> float | None:
     """The reference's forgetting at `gain` on its piecewise-linear curve; None outside its range."""
-    for (g0, f0), (g1, f1) in zip(curve, curve[1:]):
+    for (g0, f0), (g1, f1) in itertools.pairwise(curve):
         if g0 <= gain <= g1:
             return f0 if g1 == g0 else f0 + (f1 - f0) * (gain - g0) / (g1 - g0)
     return None
