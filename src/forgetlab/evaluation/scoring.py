@@ -65,22 +65,6 @@ def inference_context(lm: LanguageModel):
     return stack
 
 
-def scoring_inputs(lm: LanguageModel, task: InstructionTask, split: str, data,
-                   max_new: int | None) -> tuple[list[str], list[dict], int]:
-    """(prompts, encoded examples, how many were cut to fit) of the examples scored: tokenised once per model
-    and split content (periodic evaluation scores the same validation sample every N steps, and the test
-    split is scored before and after)."""
-    cache = lm.__dict__.setdefault("_scoring_inputs", {})
-    key = (task.name, task.fingerprint(split), split, len(data), max_new)
-    if key not in cache:
-        prompts = column(data, "prompt")
-        feats = [lm.encode(p, c) for p, c in zip(prompts, column(data, "completion"))]
-        truncated = sum(bool(f["truncated"] or (max_new is not None and lm.generation_input(p, max_new)[1]))
-                        for f, p in zip(feats, prompts))
-        cache[key] = (prompts, feats, truncated)
-    return cache[key]
-
-
 def length_batches(lengths: list[int], batch_size: int, max_tokens: int | None) -> list[list[int]]:
     """Indices in ascending length, cut into batches of at most `batch_size` examples whose padded size
     (examples x longest length) stays within `max_tokens`, so long inputs are scored a few at a time and
@@ -115,7 +99,10 @@ def score_task(
     generate = task.kind != "text"
     metric = resolve_metric(task.metric) if generate else None
     max_new = generation_length(lm, task) if generate else 0
-    prompts, feats, truncated = scoring_inputs(lm, task, split, data, max_new if generate else None)
+    prompts = column(data, "prompt")
+    feats = [lm.encode(p, c) for p, c in zip(prompts, column(data, "completion"))]
+    truncated = sum(bool(f["truncated"] or (generate and lm.generation_input(p, max_new)[1]))
+                    for f, p in zip(feats, prompts))
     # Batches of similar length pad little; predictions are put back in the split's order after. A batch's
     # cost is its examples x (longest input + the tokens generated for it).
     lengths = [max(len(f["input_ids"]), len(f["labels"])) + max_new for f in feats]
