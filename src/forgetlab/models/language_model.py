@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -148,18 +149,11 @@ class LanguageModel:
         return max(1, min(self.max_new_tokens, longest + 5))
 
     def collate(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        """Right-pad a list of encoded examples into tensors (labels padded with -100)."""
-        pad = self.tokenizer.pad_token_id
-        width = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(features), width), dtype=torch.long)
-        for i, f in enumerate(features):
-            ids[i, : len(f["input_ids"])] = torch.tensor(f["input_ids"])
-            mask[i, : len(f["input_ids"])] = 1
-        lwidth = max(len(f["labels"]) for f in features)
-        labels = torch.full((len(features), lwidth), IGNORE_INDEX, dtype=torch.long)
-        for i, f in enumerate(features):
-            labels[i, : len(f["labels"])] = torch.tensor(f["labels"])
+        """Right-pad a list of encoded examples into tensors (labels padded with -100). Rows are copied
+        into one numpy array (a tensor per row would cost more than a tiny model's step on CPU)."""
+        ids, lengths = _pad([f["input_ids"] for f in features], self.tokenizer.pad_token_id)
+        mask = (torch.arange(ids.size(1)) < lengths[:, None]).long()
+        labels, _ = _pad([f["labels"] for f in features], IGNORE_INDEX)
         batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
         if "task_id" in features[0]:
             batch["task_id"] = torch.tensor([f["task_id"] for f in features], dtype=torch.long)
@@ -262,3 +256,12 @@ class LanguageModel:
         total = sum(p.numel() for p in self.model.parameters())
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         return {"trainable_params": trainable, "total_params": total}
+
+
+def _pad(rows: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of ids right-padded with `value` into one long tensor, and the rows' lengths."""
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    out = np.full((len(rows), int(lengths.max())), value, dtype=np.int64)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return torch.from_numpy(out), torch.from_numpy(lengths)
