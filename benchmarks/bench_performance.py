@@ -3,7 +3,8 @@
 On the same model (the built-in tiny T5, fresh weights for every measurement), data, batch size and steps:
 1. training step time: forgetlab's training path (`training.fit`: Lightning, the resumable loader, the
    configured trainer) vs a minimal raw PyTorch loop vs the transformers Trainer, all on plain shuffled
-   batches of the same padding (the default; length grouping is measured separately in 4.);
+   batches of the same padding (the default; length grouping is measured separately in 4.), and a plain
+   LightningModule on the raw loop's batches (what Lightning alone adds);
 2. evaluation: batched scoring (one encoder pass per batch, length-sorted) vs per-example scoring;
 3. data preparation: building the tasks, the training mixture and its tokenisation, cold (empty cache)
    vs cached (what the second job of a sweep pays);
@@ -110,6 +111,36 @@ def raw_step_time(train, steps: int, batch: int, skip: int) -> float:
     return (time.perf_counter() - start) / (steps - skip)
 
 
+class PlainModule(L.LightningModule):
+    """The least a LightningModule can be: the raw loop's loss, Lightning's automatic optimization."""
+
+    def __init__(self, lm) -> None:
+        super().__init__()
+        self.lm, self.model = lm, lm.model
+
+    def training_step(self, batch, batch_idx):
+        nll, ntok = self.lm.token_losses(batch)
+        return nll.sum() / ntok.sum()
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.model.parameters(), lr=LR, weight_decay=0.0)
+
+
+def lightning_step_time(train, steps: int, batch: int, skip: int) -> float:
+    """Plain Lightning (the same Trainer flags as forgetlab's) on the raw loop's pre-built batches: what
+    Lightning's loop costs by itself, so the gap to the raw loop splits into Lightning's part and forgetlab's
+    (its loader, per-task loss sums, logging)."""
+    lm = build_model()
+    data = batches_of(lm, train, batch, steps, group=False)
+    clock = StepClock(skip)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        num_sanity_val_steps=0, gradient_clip_val=1.0, deterministic=True, callbacks=[clock])
+    L.seed_everything(0, verbose=False)
+    trainer.fit(PlainModule(lm), train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
+    return (clock.end - clock.start) / (steps - skip)
+
+
 def hf_trainer_step_time(train, steps: int, batch: int, skip: int, workdir: Path) -> float:
     """transformers.Trainer on the same tokenised data and collate function (its own loop and loss)."""
     from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -195,10 +226,11 @@ def main() -> None:
 
     train, _ = build_training_data(DataConfig(), suite, args.steps * args.batch_size, seed=0)
 
-    t: dict[str, list[float]] = {k: [] for k in ("forgetlab", "raw", "hf_trainer", "eval_batched",
+    t: dict[str, list[float]] = {k: [] for k in ("forgetlab", "lightning", "raw", "hf_trainer", "eval_batched",
                                                  "eval_per_example", "data_cold", "data_cached")}
     for rep in range(args.reps):
         t["forgetlab"].append(forgetlab_step_time(train, args.steps, args.batch_size, args.skip))
+        t["lightning"].append(lightning_step_time(train, args.steps, args.batch_size, args.skip))
         t["raw"].append(raw_step_time(train, args.steps, args.batch_size, args.skip))
         t["hf_trainer"].append(hf_trainer_step_time(train, args.steps, args.batch_size, args.skip, workdir))
         t["eval_batched"].append(eval_examples_per_s(suite, args.eval_examples, 256))
@@ -213,13 +245,14 @@ def main() -> None:
         "setup": {"model": CFG.model.name, "target": suite.target, "steps": args.steps,
                   "batch_size": args.batch_size, "reps": args.reps, "threads": args.threads},
         "medians": {
-            "step_time_s": {k: med[k] for k in ("forgetlab", "raw", "hf_trainer")},
+            "step_time_s": {k: med[k] for k in ("forgetlab", "lightning", "raw", "hf_trainer")},
             "eval_examples_per_s": {"batched": med["eval_batched"], "per_example": med["eval_per_example"]},
             "data_prep_s": {"cold": med["data_cold"], "cached": med["data_cached"]},
         },
         "ratios": {
             "forgetlab_speed_vs_raw": med["raw"] / med["forgetlab"],
             "forgetlab_speed_vs_hf_trainer": med["hf_trainer"] / med["forgetlab"],
+            "plain_lightning_speed_vs_raw": med["raw"] / med["lightning"],
             "batched_vs_per_example_eval": med["eval_batched"] / med["eval_per_example"],
             "data_cold_vs_cached": med["data_cold"] / med["data_cached"],
         },
