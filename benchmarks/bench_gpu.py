@@ -22,8 +22,8 @@ import json
 import time
 from pathlib import Path
 
-import lightning as L
 import torch
+from bench_performance import StepClock  # the same clock as the CPU benchmark
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
@@ -36,25 +36,6 @@ from forgetlab.utils.console import quiet_third_party
 
 # Dense bf16 peak FLOP/s by device name (vendor data sheets, without sparsity).
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12}
-
-
-class StepClock(L.Callback):
-    """Steady-state step time: from the start of step `skip` to the end of the last (CUDA synchronised)."""
-
-    def __init__(self, skip: int) -> None:
-        self.skip, self.start, self.end = skip, None, None
-
-    def _now(self) -> float:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.skip and self.start is None:
-            self.start = self._now()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.end = self._now()
 
 
 def peak_flops(device: str, override_tflops: float | None) -> float | None:

@@ -58,17 +58,24 @@ def build_tasks(cache_dir: str | None = None):
 
 
 class StepClock(L.Callback):
-    """Steady-state step time inside Lightning: from the start of step `skip` to the end of the last."""
+    """Steady-state step time inside Lightning: from the start of step `skip` to the end of the last (on a
+    GPU after its queued work is done)."""
 
     def __init__(self, skip: int) -> None:
         self.skip, self.start, self.end = skip, None, None
 
+    @staticmethod
+    def now() -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.skip and self.start is None:
-            self.start = time.perf_counter()
+            self.start = self.now()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.end = time.perf_counter()
+        self.end = self.now()
 
 
 def forgetlab_step_time(train, steps: int, batch: int, skip: int) -> float:
