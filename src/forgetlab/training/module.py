@@ -65,13 +65,23 @@ class InstructionTuner(L.LightningModule):
                 f"training loss is {loss.item()} at step {self.global_step} (lr {self.optim.lr:g}); lower "
                 "strategy.optim.lr (or base.lr in the base stage), or check the data"
             )
-        for i in range(n_tasks):
-            if sums[4 + n_tasks + i] > 0:
-                logs[f"train/{self.task_names[i]}/loss"] = (sums[4 + i] / sums[4 + n_tasks + i]).float()
         self.tokens_seen += int(sums[2])
         self.positions_seen += int(sums[3])
-        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=len(ntok))
+        if self._loggers_write_now():
+            for i in range(n_tasks):
+                if sums[4 + n_tasks + i] > 0:
+                    logs[f"train/{self.task_names[i]}/loss"] = (sums[4 + i] / sums[4 + n_tasks + i]).float()
+            self.log_dict(logs, on_step=True, on_epoch=False, batch_size=len(ntok))
         return loss
+
+    def _loggers_write_now(self) -> bool:
+        """Whether Lightning hands this step's logged values to the loggers (every `trainer.log_every_n_steps`
+        steps). Only then is `self.log` called: it costs ~1 ms a key, several times the rest of a tiny
+        model's per-step overhead, and the loggers get the same values at the same steps. A callback that
+        monitors `train/loss` sees it as often (`trainer.log_every_n_steps=1`: every step). Without Lightning's
+        (private) signal every step logs."""
+        connector = getattr(self.trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
 
     def configure_optimizers(self):
         """The optimizer from config (`strategy.optim.optimizer`, a `_partial_` target) over the trainable
