@@ -43,7 +43,8 @@ class InstructionTuner(L.LightningModule):
         # Sums over the global batch (all processes; one all-reduce, a no-op on one device): the loss is the
         # global mean per label token, scaled so that DDP's gradient averaging over `world` processes gives
         # exactly the gradient of one process that trains on the whole batch. Token counts are global too.
-        n_tasks = len(self.task_names) if task_id is not None else 0
+        log_now = self._loggers_write_now()  # per-task sums are for the logs alone: only on logging steps
+        n_tasks = len(self.task_names) if task_id is not None and log_now else 0
         sums = torch.zeros(4 + 2 * n_tasks, dtype=torch.float64, device=nll.device)
         sums[0], sums[1] = nll.detach().sum(), ntok.sum()
         seq2seq = self.lm.kind == "seq2seq"  # its labels are a second padded tensor
@@ -55,10 +56,9 @@ class InstructionTuner(L.LightningModule):
         sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         world = self.trainer.world_size
         loss = nll.sum() * world / sums[1].clamp(min=1).to(nll.dtype)
-        logs = {"train/loss": (sums[0] / sums[1].clamp(min=1)).float()}
+        pen = None
         if self.penalty is not None:
             pen = self.penalty(self.model)  # the same on every process, so averaging keeps it as it is
-            logs["train/penalty"] = pen.detach()
             loss = loss + pen
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -67,7 +67,10 @@ class InstructionTuner(L.LightningModule):
             )
         self.tokens_seen += int(sums[2])
         self.positions_seen += int(sums[3])
-        if self._loggers_write_now():
+        if log_now:
+            logs = {"train/loss": (sums[0] / sums[1].clamp(min=1)).float()}
+            if pen is not None:
+                logs["train/penalty"] = pen.detach()
             for i in range(n_tasks):
                 if sums[4 + n_tasks + i] > 0:
                     logs[f"train/{self.task_names[i]}/loss"] = (sums[4 + i] / sums[4 + n_tasks + i]).float()
