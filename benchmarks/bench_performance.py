@@ -1,6 +1,7 @@
 """Performance of forgetlab's paths against the obvious alternatives, measured in one process (issue 12).
 
-On the same model (the built-in tiny T5, fresh weights for every measurement), data, batch size and steps:
+On the same model (the built-in tiny T5, fresh weights for every measurement), data, batch size, steps and
+optimizer (the default's `strategy.optim.optimizer`, fused AdamW, which is also the HF Trainer's default):
 1. training step time: forgetlab's training path (`training.fit`: Lightning, the resumable loader, the
    configured trainer) vs a minimal raw PyTorch loop vs the transformers Trainer, all on plain shuffled
    batches of the same padding (the default; length grouping is measured separately in 4.), and a plain
@@ -47,6 +48,12 @@ def default_config():
 
 CFG = default_config()
 LR = float(CFG.strategy.optim.lr)
+FUSED = bool(CFG.strategy.optim.optimizer.get("fused", False))
+
+
+def make_optimizer(params):
+    """The default run's optimizer (strategy.optim.optimizer: fused AdamW), for every loop alike."""
+    return instantiate(CFG.strategy.optim.optimizer)(list(params), lr=LR)
 
 
 def build_model():
@@ -100,10 +107,10 @@ def batches_of(lm, train, batch: int, steps: int, group: bool) -> list[dict]:
 
 
 def raw_step_time(train, steps: int, batch: int, skip: int) -> float:
-    """A minimal PyTorch loop: forward, loss, backward, clip, AdamW step."""
+    """A minimal PyTorch loop: forward, loss, backward, clip, optimizer step."""
     lm = build_model()
     data = batches_of(lm, train, batch, steps, group=False)  # plain batches, as the other two loops get
-    opt = torch.optim.AdamW(lm.model.parameters(), lr=LR, weight_decay=0.0)
+    opt = make_optimizer(lm.model.parameters())
     lm.model.train()
     start = None
     for i, b in enumerate(data):
@@ -130,7 +137,7 @@ class PlainModule(L.LightningModule):
         return nll.sum() / ntok.sum()
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.model.parameters(), lr=LR, weight_decay=0.0)
+        return make_optimizer(self.model.parameters())
 
 
 def lightning_step_time(train, steps: int, batch: int, skip: int) -> float:
@@ -167,6 +174,7 @@ def hf_trainer_step_time(train, steps: int, batch: int, skip: int, workdir: Path
 
     args = TrainingArguments(output_dir=str(workdir / "hf"), per_device_train_batch_size=batch, max_steps=steps,
                              learning_rate=LR, lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=1.0,
+                             optim="adamw_torch_fused" if FUSED else "adamw_torch",
                              logging_strategy="no", save_strategy="no", report_to=[], use_cpu=True,
                              dataloader_num_workers=0, disable_tqdm=True, seed=0, remove_unused_columns=False)
 

@@ -237,6 +237,10 @@ def test_unknown_keys_and_choices_fail_at_composition_naming_them(override, need
     (["strategy=lora", "+strategy.params.peft.use_magic=true"], ["strategy.params.peft.use_magic", "use_rslora"]),
     (["strategy=lora", "+strategy.params.peft.task_type=CAUSAL_LM"], ["task_type", "set by forgetlab"]),
     (["strategy=ia3", "strategy.params.peft._target_=peft.LoraConfig"], ["expected peft.IA3Config"]),
+    (["strategy.optim.optimizer._target_=torch.optim.RMSprop"],
+     ["strategy.optim.optimizer.fused", "RMSprop", "momentum", "~strategy.optim.optimizer.fused"]),
+    (["base.optimizer._target_=torch.optim.Adafactor"], ["base.optimizer.fused", "Adafactor"]),
+    (["strategy.optim.optimizer._target_=torch.optim.Nope"], ["strategy.optim.optimizer._target_", "Nope"]),
 ])
 def test_out_of_range_values_fail_before_any_model_loads(overrides, needles, tmp_path, monkeypatch):
     from forgetlab import run
@@ -303,3 +307,13 @@ def test_sweep_expansion_helper_keeps_single_values():
     assert first_of_each_sweep(["seed=0,1,2", "strategy=full", "strategy.optim.lr=tag(log, interval(1e-5, 1e-3))"]) \
         == ["seed=0", "strategy=full"]
     assert list(itertools.islice(COMMANDS, 1))  # documented commands were found
+
+
+def test_default_optimizer_is_fused_adamw_and_a_swap_drops_what_it_does_not_take(tmp_path):
+    typed = validate(compose_config([], output_dir=tmp_path))
+    assert typed.strategy.optim.optimizer == typed.base.optimizer == {
+        "_target_": "torch.optim.AdamW", "_partial_": True, "weight_decay": 0.0, "fused": True}
+    swapped = validate(compose_config(["strategy.optim.optimizer._target_=torch.optim.RMSprop",
+                                       "~strategy.optim.optimizer.fused"], output_dir=tmp_path))
+    assert swapped.strategy.optim.optimizer == {"_target_": "torch.optim.RMSprop", "_partial_": True,
+                                                "weight_decay": 0.0}

@@ -8,6 +8,7 @@ key, the value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -39,6 +40,9 @@ def validate(cfg: DictConfig) -> TrainConfig:
     check_required(_without_hydra(cfg))
     try:
         merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), _without_hydra(cfg))
+        for key in free_form_keys(TrainConfig):  # taken whole: a merge would bring back keys deleted with ~
+            if (node := OmegaConf.select(cfg, key)) is not None:
+                OmegaConf.update(merged, key, node, merge=False)
         typed: TrainConfig = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or ""
@@ -47,6 +51,8 @@ def validate(cfg: DictConfig) -> TrainConfig:
     check_limits(typed)
     check_scheduler("strategy.optim.scheduler", typed.strategy.optim.scheduler)
     check_scheduler("base.scheduler", typed.base.scheduler)
+    check_optimizer("strategy.optim.optimizer", typed.strategy.optim.optimizer)
+    check_optimizer("base.optimizer", typed.base.optimizer)
     check_strategy_config(typed.strategy)
     check_earlier_tasks(typed)
     if typed.select.max_forgetting is not None and typed.eval.every_n_steps == 0:
@@ -54,6 +60,18 @@ def validate(cfg: DictConfig) -> TrainConfig:
                           "evaluations, but eval.every_n_steps=0 turns them off; set eval.every_n_steps >= 1")
     check_sequence(typed)
     return typed
+
+
+def free_form_keys(schema: type, prefix: str = "") -> list[str]:
+    """Dotted keys of the schema's `Any` fields (an optimizer or peft `_target_` node): their composed value
+    is the whole truth, so `~strategy.optim.optimizer.fused` removes a default argument for good."""
+    keys = []
+    for name, hint in typing.get_type_hints(schema).items():
+        if hint is Any:
+            keys.append(prefix + name)
+        elif dataclasses.is_dataclass(hint):
+            keys += free_form_keys(hint, f"{prefix}{name}.")
+    return keys
 
 
 def check_sequence(typed: TrainConfig) -> None:
@@ -134,6 +152,30 @@ def check_scheduler(key: str, name: str) -> None:
     allowed = [s.value for s in SchedulerType]
     if name not in allowed:
         raise ConfigError(f"{key}={name!r} is not a scheduler; allowed values: {allowed}")
+
+
+def check_optimizer(key: str, node: Any) -> None:
+    """The optimizer target imports and takes every argument given (plus params and lr), so that a swapped
+    `_target_` whose optimizer lacks a default argument (e.g. `fused`) fails here, naming it."""
+    import inspect
+
+    from hydra.utils import get_method
+
+    target = node.get("_target_") if isinstance(node, dict) else None
+    if not target or not node.get("_partial_"):
+        raise ConfigError(f"{key} needs _target_ (a torch optimizer class) and _partial_: true; got {node}")
+    try:
+        optimizer = get_method(target)
+    except Exception as err:  # hydra wraps the import error
+        raise ConfigError(f"{key}._target_={target!r} cannot be imported ({str(err).splitlines()[0]})") from None
+    params = inspect.signature(optimizer).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = [name for name in params if name not in ("self", "params", "lr")]
+    for arg in node:
+        if not arg.startswith("_") and arg not in params:
+            raise ConfigError(f"{key}.{arg}: {target} takes no such argument; allowed: {allowed} (remove it "
+                              f"with ~{key}.{arg})")
 
 
 def peft_class(kind: ParamsKind) -> type:
