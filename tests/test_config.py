@@ -163,7 +163,7 @@ def test_the_docs_name_many_commands():
 def test_every_documented_command_composes(source, args, tmp_path):
     words = [w for w in shlex.split(args) if w not in ("-m", "--multirun")]
     words = [w for w in words if not w.startswith(("--cfg", "--help", "-"))]
-    overrides = [w for w in words if "=" in w]
+    overrides = [w for w in words if "=" in w or w.startswith("~")]  # ~key deletes a key
     _, typed, _ = compose_checked(overrides, tmp_path)
     assert typed is not None
     if "-m" in args.split() or "--multirun" in args.split():
