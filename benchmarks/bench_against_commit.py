@@ -61,16 +61,20 @@ def main() -> None:
                 timings.append(json.loads((run_dir / "metrics.json").read_text())["timing"])
             print(f"rep {rep} {name}: {walls[name][-1]:.1f}s", flush=True)
     med = {name: statistics.median(w) for name, w in walls.items()}
-    split = {k: statistics.median(t[k] for t in timings) for k in timings[0]
-             if isinstance(timings[0][k], (int, float))}
+    seconds = [k for k, v in timings[0].items() if isinstance(v, (int, float)) and k.endswith("_s")
+               and not k.endswith("per_s")]  # tokens_per_s is a rate, reported on its own
+    split = {k: statistics.median(t[k] for t in timings) for k in seconds}
+    tokens_per_s = statistics.median(t.get("tokens_per_s", 0.0) for t in timings)
     scoring = sum(split.get(k, 0.0) for k in SCORING)
     result = {"reps": args.reps, "overrides": args.overrides, "wall_s": walls, "median_wall_s": med,
               "ratio_current_to_baseline": med["current"] / med["baseline"], "current_timing_median_s": split,
+              "current_tokens_per_s": tokens_per_s,
               "current_scoring_share_of_run": scoring / split["wall_time_s"]}
     (out / "result.json").write_text(json.dumps(result, indent=2))
     print(f"median wall time: current {med['current']:.1f}s, baseline {med['baseline']:.1f}s, "
           f"ratio {result['ratio_current_to_baseline']:.2f}")
-    print("current timing (medians): " + ", ".join(f"{k} {v:.1f}s" for k, v in split.items()))
+    print("current timing (medians): " + ", ".join(f"{k} {v:.1f}s" for k, v in split.items())
+          + f"; training throughput {tokens_per_s:,.0f} tokens/s")
     print(f"scoring (before + periodic + after) = {100 * result['current_scoring_share_of_run']:.1f}% of the run's "
           f"wall time; JSON in {out / 'result.json'}")
 

@@ -77,3 +77,28 @@ def test_tokenised_training_data_is_cached_by_content_and_encoding(tmp_path):
     module(counting, data=train.select(range(10)))  # other rows: tokenised again
     module(counting, key={**lm.encoding_key(), "max_length": 7})  # other encoding: tokenised again
     assert len(calls) == 2
+
+
+def test_tokenising_never_pickles_the_model_to_name_the_result(monkeypatch):
+    """datasets names a `map` result by hashing its function unless given a fingerprint; `encode_batch` is a
+    method of the LanguageModel, so that hash pickled every weight (~0.5 s a run). The name comes from the
+    rows and the encoding instead, and differs when either does."""
+    import datasets.arrow_dataset
+
+    from forgetlab.models.tiny import build_tiny_t5
+
+    lm = build_tiny_t5(d_model=16, d_ff=32, num_heads=2, d_kv=8, num_layers=1, num_decoder_layers=1)
+    train = build_suite(**SUITE).tasks["reverse"].splits["train"]
+    monkeypatch.setattr(datasets.arrow_dataset, "update_fingerprint",
+                        lambda *a, **k: pytest.fail("map must not hash encode_batch (and the model with it)"))
+
+    def fingerprint(data, key):
+        dm = InstructionDataModule(data, lm.encode_batch, lm.collate, 8, seed=0, encoding_key=key)
+        dm.setup()
+        return dm.train_data._fingerprint
+
+    key = lm.encoding_key()
+    first = fingerprint(train, key)
+    assert fingerprint(train, key) == first
+    assert fingerprint(train.select(range(10)), key) != first
+    assert fingerprint(train, {**key, "max_length": 7}) != first

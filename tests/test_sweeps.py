@@ -257,3 +257,14 @@ def test_relaunch_reruns_jobs_whose_metrics_are_truncated_or_incomplete(env, mod
     assert "missing mean_forgetting" in log, log[-3000:]
     for d in jobs.values():
         assert json.loads((d / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_closing_without_wandb_never_imports_it(monkeypatch, tmp_path):
+    """A run that never used W&B ends without importing it (~1.7 s): no W&B run can be open then."""
+    from forgetlab.utils.wandb_run import WandbSession
+    from tests.conftest import TINY, compose_config
+
+    monkeypatch.delitem(sys.modules, "wandb", raising=False)
+    with WandbSession(compose_config(TINY, tmp_path)) as session:
+        assert session.run is None
+    assert "wandb" not in sys.modules

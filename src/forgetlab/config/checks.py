@@ -157,17 +157,17 @@ def check_scheduler(key: str, name: str) -> None:
 def check_optimizer(key: str, node: Any) -> None:
     """The optimizer target imports and takes every argument given (plus params and lr), so that a swapped
     `_target_` whose optimizer lacks a default argument (e.g. `fused`) fails here, naming it."""
+    import importlib
     import inspect
-
-    from hydra.utils import get_method
 
     target = node.get("_target_") if isinstance(node, dict) else None
     if not target or not node.get("_partial_"):
         raise ConfigError(f"{key} needs _target_ (a torch optimizer class) and _partial_: true; got {node}")
+    module, _, name = target.rpartition(".")
     try:
-        optimizer = get_method(target)
-    except Exception as err:  # hydra wraps the import error
-        raise ConfigError(f"{key}._target_={target!r} cannot be imported ({str(err).splitlines()[0]})") from None
+        optimizer = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"{key}._target_={target!r} cannot be imported ({err})") from None
     params = inspect.signature(optimizer).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return

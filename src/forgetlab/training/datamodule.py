@@ -15,6 +15,7 @@ from forgetlab.training.distributed import per_device_batch_size
 from forgetlab.training.sampler import ResumableBatchSampler, ResumableDataLoader
 from forgetlab.utils.columns import column, content_hash
 from forgetlab.utils.dataset_cache import cached_dataset
+from forgetlab.utils.io import stable_hash
 
 
 class InstructionDataModule(L.LightningDataModule):
@@ -46,7 +47,12 @@ class InstructionDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_data is None:
             def tokenise() -> Dataset:
-                data = self.raw_train.map(self.encode_batch, batched=True, load_from_cache_file=False)
+                # Named by the rows' fingerprint and the encoding: otherwise datasets names the result by
+                # pickling `encode_batch`, i.e. the whole model with its weights (~0.5 s a call).
+                fingerprint = None if self.encoding_key is None else stable_hash(
+                    {"rows": self.raw_train._fingerprint, "encoding": self.encoding_key})
+                data = self.raw_train.map(self.encode_batch, batched=True, load_from_cache_file=False,
+                                          new_fingerprint=fingerprint)
                 return data.select_columns([c for c in ("input_ids", "labels", "task", "truncated")
                                             if c in data.column_names])
 

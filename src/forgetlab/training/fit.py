@@ -36,7 +36,7 @@ def fit(
     task_names = sorted(set(column(train, "task")))
     data = InstructionDataModule(train, lm.encode_batch, lm.collate, optim.batch_size, seed, task_names,
                                  group_by_length=optim.group_by_length, cache_dir=data_cache_dir,
-                                 encoding_key=lm.encoding_key() if data_cache_dir else None)
+                                 encoding_key=lm.encoding_key())
     module = InstructionTuner(lm, optim, penalty=penalty, task_names=task_names)
     data.setup("fit")  # tokenise now, so examples cut to fit the model are reported before training starts
     for task, (cut, n) in sorted(data.truncated.items()):
