@@ -134,7 +134,7 @@ class OptimConfig:
     scheduler: str = knob("constant_with_warmup", "a transformers scheduler name (transformers.SchedulerType)")
     optimizer: Any = knob({"_target_": "torch.optim.AdamW", "_partial_": True, "weight_decay": 0.0, "fused": True},
                           "torch optimizer, called with (params, lr=lr). fused: one kernel updates every parameter "
-                          "(the transformers Trainer's default too); ~3x faster steps than the per-tensor loop. "
+                          "(the transformers Trainer's default too): the optimizer step ~3x faster than per tensor. "
                           "For an optimizer without that argument drop it: ~strategy.optim.optimizer.fused")
     group_by_length: bool = knob(False, "batch examples of similar length (within shuffled groups of 50 batches): "
                                         "~1% padding instead of ~19%, but off by default because the built-in "
