@@ -159,6 +159,21 @@ def test_the_docs_name_many_commands():
     assert len(COMMANDS) >= 40, COMMANDS  # the extraction itself must keep working
 
 
+def test_the_readme_is_short_and_the_user_guide_is_linked():
+    """The README fits on two screens; every guide page is in the guide's index and the README links the
+    index's pages; every relative link in README.md and docs/ points at a file that exists."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    index = (ROOT / "docs" / "README.md").read_text()
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md") if p.name != "README.md")
+    assert [p for p in pages if f"({p})" not in index] == []
+    assert [p for p in pages if f"(docs/{p}" not in readme] == []
+    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for link in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if "://" not in link:
+                assert (doc.parent / link).exists(), f"{doc.relative_to(ROOT)}: broken link {link}"
+
+
 @pytest.mark.parametrize("source,args", COMMANDS, ids=[f"{s}: {a}"[:90] for s, a in COMMANDS])
 def test_every_documented_command_composes(source, args, tmp_path):
     words = [w for w in shlex.split(args) if w not in ("-m", "--multirun")]
