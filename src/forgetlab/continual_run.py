@@ -27,14 +27,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from forgetlab.config import ConfigError, TrainConfig, validate
-from forgetlab.config.schema import ParamsKind
 from forgetlab.evaluation.continual import continual_summary, learned_at, score_matrix, stage_names
 from forgetlab.evaluation.forgetting import summarize_forgetting
 from forgetlab.evaluation.scoring import describe_metrics, score_tasks
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.run import METRICS_VERSION, build_callbacks, instantiate, prepare_base
 from forgetlab.run_dirs import CHECKPOINT_DIR, METRICS_FILE, make_run_dir
-from forgetlab.strategies.adapters import build_peft_config
+from forgetlab.strategies.adapters import check_params
 from forgetlab.strategies.carry import Carry
 from forgetlab.strategies.weight_movement import snapshot_weights, weight_movement
 from forgetlab.tasks.families import FAMILIES
@@ -179,8 +178,7 @@ def run_continual(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[st
     stages = sequence_stages(config, sorted(FAMILIES) + sorted(config.tasks.custom))
     suite = build_sequence_suite(cfg, config, stages)
     lm: LanguageModel = instantiate(cfg.model.build)
-    if config.strategy.params.kind != ParamsKind.all:
-        build_peft_config(config.strategy.params, lm)  # bad target modules fail before any training
+    check_params(config.strategy.params, lm)  # bad target modules / a partial choice fail before any training
     base = prepare_base(cfg, config, lm, suite, wandb)
     eval_tasks, evalc = suite.eval_tasks(), config.eval
     write_run_record(run_dir, cfg, suite, base)

@@ -150,7 +150,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
         lm_eval_before = score_lm_eval(lm, config.lm_eval) if config.lm_eval.tasks else None
     timer.enter("training")
     start = snapshot_weights(lm.model) if rank0 else None
-    apply_params(strategy.params, lm)  # peft wraps lm.model: only the adapter trains from here on
+    params_selection = apply_params(strategy.params, lm, config.seed)  # peft wraps lm.model / partial freezes
     penalty = build_penalty(strategy.penalty, lm, suite, config.seed)  # L2-SP/EWC anchor here
 
     optim = strategy.optim
@@ -209,6 +209,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
         "best_under_budgets": budget_table(periodic.history if periodic else [], suite.target,
                                            config.select.budgets),
         "weight_movement": movement,
+        "params_selection": params_selection,  # params.kind=partial: what trained (HFT: the frozen half)
     }
     metrics["trainable_fraction"] = metrics["trainable_params"] / metrics["total_params"]
     timer.enter(None)

@@ -16,8 +16,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from forgetlab.config.schema import (
     AdapterCarry,
+    BlockChoice,
     DataKind,
     ParamsKind,
+    PartialConfig,
     PenaltyKind,
     StrategyConfig,
     TrainConfig,
@@ -53,6 +55,8 @@ def validate(cfg: DictConfig) -> TrainConfig:
     check_scheduler("base.scheduler", typed.base.scheduler)
     check_optimizer("strategy.optim.optimizer", typed.strategy.optim.optimizer)
     check_optimizer("base.optimizer", typed.base.optimizer)
+    check_mofo("strategy.optim.optimizer", typed.strategy.optim.optimizer)
+    check_mofo("base.optimizer", typed.base.optimizer)
     check_strategy_config(typed.strategy)
     check_earlier_tasks(typed)
     if typed.select.max_forgetting is not None and typed.eval.every_n_steps == 0:
@@ -85,7 +89,7 @@ def check_sequence(typed: TrainConfig) -> None:
     if merge and params == ParamsKind.prompt_tuning:
         raise ConfigError("sequence.adapter=merge: prompt tuning has no weights to merge; allowed with "
                           "strategy.params.kind=prompt_tuning: keep")
-    if merge and params != ParamsKind.all and typed.strategy.penalty.kind != PenaltyKind.none:
+    if merge and params in PEFT_CLASSES and typed.strategy.penalty.kind != PenaltyKind.none:
         raise ConfigError(f"sequence.adapter=merge starts a new adapter each stage, so a penalty on the adapter "
                           f"(strategy.penalty.kind={typed.strategy.penalty.kind.value}) has nothing to anchor to; "
                           "allowed: sequence.adapter=keep, or strategy.penalty.kind=none")
@@ -178,6 +182,41 @@ def check_optimizer(key: str, node: Any) -> None:
                               f"with ~{key}.{arg})")
 
 
+def check_mofo(key: str, node: Any) -> None:
+    """MoFO's `fraction` (forgetlab.strategies.mofo), the share of each tensor a step updates: in (0, 1]."""
+    if not isinstance(node, dict) or str(node.get("_target_", "")).rsplit(".", 1)[-1] != "MoFO":
+        return
+    from forgetlab.strategies.mofo import MoFO, fraction_problem
+
+    fraction = node.get("fraction", MoFO.DEFAULT_FRACTION)
+    if (problem := fraction_problem(fraction)) is not None:
+        raise ConfigError(f"{key}.fraction={fraction!r} {problem}")
+
+
+def check_partial(strategy: StrategyConfig) -> None:
+    """`strategy.params.partial` belongs to kind=partial, and its choices agree with each other (what the
+    model has is checked when it loads: strategies/partial.py)."""
+    params, default = strategy.params, PartialConfig()
+    if params.kind != ParamsKind.partial:
+        if params.partial != default:
+            changed = [f.name for f in dataclasses.fields(default)
+                       if getattr(params.partial, f.name) != getattr(default, f.name)]
+            raise ConfigError(f"strategy.params.partial.{changed[0]} is set but strategy.params.kind="
+                              f"{params.kind.value}; it applies to strategy.params.kind=partial")
+        return
+    for key in ("peft", "target_modules"):
+        if getattr(params, key) is not None:
+            raise ConfigError(f"strategy.params.{key} is set but strategy.params.kind=partial trains the model's "
+                              f"own tensors; set it to null, or choose a peft kind: {[k.value for k in PEFT_CLASSES]}")
+    part = params.partial
+    if part.blocks == BlockChoice.all and part.k is not None:
+        raise ConfigError(f"strategy.params.partial.k={part.k} needs strategy.params.partial.blocks=top|bottom "
+                          "(blocks=all trains every block)")
+    if part.blocks != BlockChoice.all and part.k is None:
+        raise ConfigError(f"strategy.params.partial.blocks={part.blocks.value} needs strategy.params.partial.k "
+                          "(how many blocks of each stack train), e.g. k=2")
+
+
 def peft_class(kind: ParamsKind) -> type:
     import peft
 
@@ -187,6 +226,9 @@ def peft_class(kind: ParamsKind) -> type:
 def check_strategy_config(strategy: StrategyConfig) -> None:
     """peft config against the kind it serves and the options the installed peft has; penalty strengths."""
     params = strategy.params
+    check_partial(strategy)
+    if params.kind == ParamsKind.partial:
+        return
     if params.kind == ParamsKind.all:
         if params.peft is not None:
             raise ConfigError("strategy.params.peft is set but strategy.params.kind=all; allowed kinds with a "

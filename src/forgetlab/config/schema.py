@@ -46,6 +46,7 @@ class ParamsKind(str, Enum):
     lora = "lora"  # low-rank adapters on `target_modules` (peft.LoraConfig)
     ia3 = "ia3"  # learned rescaling of activations (peft.IA3Config)
     prompt_tuning = "prompt_tuning"  # learned virtual input tokens; the model's weights stay frozen
+    partial = "partial"  # the model's own weights, some frozen: chosen blocks / tensor kinds / names, HFT
 
 
 class PenaltyKind(str, Enum):
@@ -67,15 +68,51 @@ class DataConfig:
                                   min=0.0, max_exclusive=1.0)
 
 
+class BlockChoice(str, Enum):
+    all = "all"  # every block
+    top = "top"  # the k blocks nearest the output, in each stack (T5: the encoder's and the decoder's)
+    bottom = "bottom"  # the k blocks nearest the input, in each stack
+
+
+class TensorKind(str, Enum):
+    matrix = "matrix"  # weights of linear layers (attention, MLP, an untied output head)
+    bias = "bias"  # every bias vector, layer norms' shifts included (BitFit)
+    norm = "norm"  # layer-norm / RMS-norm scales
+    embedding = "embedding"  # nn.Embedding tables: tokens, positions, T5's relative position bias
+    other = "other"  # anything else
+
+
+@dataclass
+class PartialConfig:
+    """params.kind=partial: which of the model's own tensors train; the rest stay bit-identical. Blocks are
+    found by name (`*.block.<i>.`, `*.h.<i>.`, `*.layers.<i>.`, `*.layer.<i>.`); each filter below narrows
+    the trainable set, in order, and a set left empty fails before training (strategies/partial.py)."""
+
+    blocks: BlockChoice = knob(BlockChoice.all, "all | top | bottom: train every block, or only the k blocks "
+                                                "nearest the output (top) / input (bottom) of each stack; "
+                                                "tensors outside the blocks (embeddings, final norms, head) train")
+    k: int | None = knob(None, "blocks=top|bottom: how many blocks of each stack train", min=1)
+    kinds: list[TensorKind] = knob([], "train only tensors of these kinds: matrix | bias | norm | embedding | "
+                                       "other; empty = every kind. BitFit: [bias]")
+    freeze_embeddings: bool = knob(False, "freeze every embedding table (T5 ties its token table to the output "
+                                          "head, so that freezes the head too)")
+    include: list[str] = knob([], "train only tensors whose full name matches one of these fnmatch patterns, "
+                                  "e.g. ['*.SelfAttention.*']; empty = no such filter")
+    exclude: list[str] = knob([], "freeze tensors whose full name matches one of these fnmatch patterns")
+    half: bool = knob(False, "Half Fine-Tuning (Hui et al. 2024): freeze a random half of each block's "
+                             "matrices (with their biases), drawn from the run's seed, recorded in metrics.json")
+
+
 @dataclass
 class ParamsConfig:
-    """Which parameters train: `all`, or a peft method applied to the model."""
+    """Which parameters train: `all`, a peft method applied to the model, or `partial` (some of its own)."""
 
-    kind: ParamsKind = knob(ParamsKind.all, "all | lora | ia3 | prompt_tuning")
+    kind: ParamsKind = knob(ParamsKind.all, "all | lora | ia3 | prompt_tuning | partial")
     peft: Any = knob(None, "the peft config built by Hydra ({_target_: peft.LoraConfig, r: 8, ...}); "
                            "null keys keep peft's default; required unless kind=all")
     target_modules: Any = knob(None, "modules peft wraps (a list, or 'all-linear'); null = peft's default "
                                      "for the architecture plus forgetlab's additions (strategies/adapters.py)")
+    partial: PartialConfig = field(default_factory=PartialConfig)
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Which parameters train: peft configs built from YAML (`_target_: peft.LoraConfig` etc.) and applied to
-`lm.model` with `peft.get_peft_model`. Nothing here writes an adapter by hand.
+`lm.model` with `peft.get_peft_model`. Nothing here writes an adapter by hand. `partial` freezes some of the
+model's own tensors instead (strategies/partial.py: chosen blocks, tensor kinds, names; HFT).
 
 Target modules default to peft's own table per architecture, plus forgetlab's additions kept apart below
 (Biderman et al. 2024 for LoRA on all attention projections); `target_modules: all-linear` is peft's. A target name that matches no module fails before any training, listing the
@@ -20,6 +21,7 @@ from transformers.pytorch_utils import Conv1D
 from forgetlab.config import ConfigError
 from forgetlab.config.schema import ParamsConfig, ParamsKind
 from forgetlab.models.language_model import LanguageModel
+from forgetlab.strategies.partial import freeze_all_but, select_tensors
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +137,30 @@ def build_peft_config(params: ParamsConfig, lm: LanguageModel) -> Any:
         raise ConfigError(f"strategy.params.peft: {type(cause).__name__}: {cause}") from None
 
 
-def apply_params(params: ParamsConfig, lm: LanguageModel) -> None:
-    """Wrap `lm.model` with peft (kind != all): only the adapter's parameters train from here on."""
+PEFT_KINDS = (ParamsKind.lora, ParamsKind.ia3, ParamsKind.prompt_tuning)
+
+
+def check_params(params: ParamsConfig, lm: LanguageModel) -> None:
+    """Before any training: the peft config peft accepts, or a partial selection that trains something."""
+    if params.kind in PEFT_KINDS:
+        build_peft_config(params, lm)
+    elif params.kind == ParamsKind.partial:
+        select_tensors(params.partial, lm.model, seed=0)  # the seed only moves HFT's half, never its size
+
+
+def apply_params(params: ParamsConfig, lm: LanguageModel, seed: int = 0) -> dict[str, Any] | None:
+    """Wrap `lm.model` with peft (only the adapter's parameters train from here on), or freeze what
+    `partial` leaves out (strategies/partial.py; `seed` draws HFT's half). Returns what metrics.json
+    records of a partial selection (`params_selection`), else None."""
     if params.kind == ParamsKind.all:
-        return
+        return None
+    if params.kind == ParamsKind.partial:
+        selection = select_tensors(params.partial, lm.model, seed)
+        freeze_all_but(lm.model, selection)
+        counts = lm.parameter_counts()
+        log.info("partial: %d of %d parameters train (%d of %d tensors)", counts["trainable_params"],
+                 counts["total_params"], len(selection.trainable), len(selection.trainable) + len(selection.frozen))
+        return selection.summary(lm.model, seed)
     config = build_peft_config(params, lm)
     if params.kind == ParamsKind.prompt_tuning and lm.kind == "causal":
         # virtual tokens take positions: keep prompt + answer + virtual tokens within the position table
@@ -150,6 +172,7 @@ def apply_params(params: ParamsConfig, lm: LanguageModel) -> None:
     lm.replace_model(get_peft_model(lm.model, config))
     counts = lm.parameter_counts()
     log.info("%s: %d of %d parameters train", params.kind.value, counts["trainable_params"], counts["total_params"])
+    return None
 
 
 def is_peft(model: torch.nn.Module) -> bool:

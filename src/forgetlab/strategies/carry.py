@@ -27,7 +27,7 @@ from forgetlab.config.schema import (
     TrainConfig,
 )
 from forgetlab.models.language_model import LanguageModel
-from forgetlab.strategies.adapters import apply_params, is_peft
+from forgetlab.strategies.adapters import PEFT_KINDS, apply_params, is_peft
 from forgetlab.strategies.penalties import EWC, L2SP, diagonal_fisher, trainable
 from forgetlab.tasks.suite import TaskSuite
 from forgetlab.training.mixing import mixture_rates, sample_mixture, train_sizes
@@ -59,7 +59,8 @@ class Carry:
     def __init__(self, config: TrainConfig, suite: TaskSuite) -> None:
         self.config, self.suite = config, suite
         self.strategy, self.sequence = config.strategy, config.sequence
-        self.peft = self.strategy.params.kind != ParamsKind.all
+        self.peft = self.strategy.params.kind in PEFT_KINDS
+        self.partial = self.strategy.params.kind == ParamsKind.partial
         self.merge = self.peft and self.sequence.adapter == AdapterCarry.merge
         self.penalty_kind = self.strategy.penalty.kind
         self.reservoir = (self.strategy.data.kind == DataKind.replay
@@ -78,8 +79,8 @@ class Carry:
     def prepare(self, lm: LanguageModel) -> None:
         """Before any stage (and before a resumed run loads its last stage): wrap a kept adapter, take the
         L2-SP start anchor."""
-        if self.peft and not self.merge:
-            apply_params(self.strategy.params, lm)
+        if (self.peft and not self.merge) or self.partial:  # partial: the same tensors train in every stage
+            apply_params(self.strategy.params, lm, self.config.seed)
         if self.penalty_kind == PenaltyKind.l2sp and self.sequence.l2sp_anchor == L2SPAnchor.start:
             self.start_anchor = L2SP(lm.model, self.strategy.penalty.alpha)
 

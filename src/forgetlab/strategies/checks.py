@@ -3,17 +3,16 @@ exist, a peft config peft accepts, earlier tasks for replay and EWC to draw on."
 
 from __future__ import annotations
 
-from forgetlab.config.schema import DataKind, ParamsKind, PenaltyKind, StrategyConfig
+from forgetlab.config.schema import DataKind, PenaltyKind, StrategyConfig
 from forgetlab.models.language_model import LanguageModel
-from forgetlab.strategies.adapters import build_peft_config
+from forgetlab.strategies.adapters import check_params
 from forgetlab.tasks.suite import TaskSuite
 from forgetlab.training.mixing import old_task_rates, training_rates
 
 
 def check_strategy(strategy: StrategyConfig, lm: LanguageModel, suite: TaskSuite) -> None:
     """Fail now on what would fail later, with the key to change in the message."""
-    if strategy.params.kind != ParamsKind.all:
-        build_peft_config(strategy.params, lm)
+    check_params(strategy.params, lm)
     if strategy.data.kind != DataKind.single:
         training_rates(strategy.data, suite)
     if strategy.penalty.kind == PenaltyKind.ewc:
