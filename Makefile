@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo run test lint bench clean
+.PHONY: setup demo run test test-slow lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ demo: setup
 
 test: setup
 	WANDB_MODE=disabled $(PY) -m pytest
+
+# The slow tests (marked `slow`): 2-process DDP, real SIGKILL and requeue, every documented example trained.
+test-slow: setup
+	WANDB_MODE=disabled $(PY) -m pytest -m slow
 
 lint: setup
 	$(VENV)/bin/ruff check src tests

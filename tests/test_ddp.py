@@ -51,6 +51,7 @@ def _close(a: dict, b: dict) -> None:
         assert a[task]["loss"] == pytest.approx(b[task]["loss"], rel=LOSS_REL), task
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path):
     from forgetlab.run import run_experiment
 

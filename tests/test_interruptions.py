@@ -69,6 +69,7 @@ def kill_mid_training(run_dir: Path, cache: Path, sig: int) -> tuple[int, str]:
     return finish(proc)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_killed_run_relaunched_ends_exactly_as_the_uninterrupted_run(sig, reference, tmp_path, cache_dir):
     ref_dir, ref = reference

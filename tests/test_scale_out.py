@@ -38,6 +38,7 @@ def _holder(path: Path) -> int | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the job's process through /proc")
 def test_submitit_local_sweep_requeues_a_preempted_job_and_a_relaunch_skips_completed(tmp_path):
     sweep = tmp_path / "sweep"
