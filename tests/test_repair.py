@@ -35,7 +35,12 @@ def test_lambda_one_reproduces_the_run_and_leaves_its_files_alone(run_copy, caps
     run_dir, metrics = run_copy
     files = hashes(run_dir)
     assert main([str(run_dir), "--lambdas", "1", "0", "--budget", "1000"]) == 0
-    assert hashes(run_dir) == {**files, REPAIR_FILE: hashes(run_dir)[REPAIR_FILE]}  # only repair.json is new
+    new = {k: v for k, v in hashes(run_dir).items() if k not in files}  # repair.json and each lambda's examples
+    assert hashes(run_dir) == {**files, **new} and set(new) == {REPAIR_FILE} | {
+        f"predictions/repair/lambda={lam}/{t}.jsonl" for lam in (1, 0) for t in metrics["after"]}
+    for task in metrics["after"]:  # lambda 1 is the run itself, example by example
+        assert (run_dir / f"predictions/repair/lambda=1/{task}.jsonl").read_bytes() == (
+            run_dir / f"predictions/after/{task}.jsonl").read_bytes()
     out = json.loads((run_dir / REPAIR_FILE).read_text())
     one, zero = out["results"]
     assert one["lambda"] == 1.0 and zero["lambda"] == 0.0

@@ -18,15 +18,33 @@ def _tasks(seed: int = 7):
 def test_scores_are_computed_once_per_key(tmp_path):
     calls = []
 
+    rows = {"copy": [{"index": 0, "prediction": "ab", "score": 100.0}]}
+
     def compute():
         calls.append(1)
-        return {"copy": {"score": 12.5}}
+        return {"copy": {"score": 12.5}}, rows
 
     key = scoring_key("abc", _tasks(), "test", SETTINGS)
-    assert cached_scores(tmp_path, key, compute) == ({"copy": {"score": 12.5}}, False)
-    assert cached_scores(tmp_path, key, compute) == ({"copy": {"score": 12.5}}, True)
-    assert cached_scores(None, key, compute)[1] is False and cached_scores(tmp_path, None, compute)[1] is False
+    assert cached_scores(tmp_path, key, compute) == ({"copy": {"score": 12.5}}, rows, False)
+    assert cached_scores(tmp_path, key, compute) == ({"copy": {"score": 12.5}}, rows, True)
+    assert cached_scores(None, key, compute)[2] is False and cached_scores(tmp_path, None, compute)[2] is False
     assert len(calls) == 3
+
+
+def test_a_cached_entry_without_predictions_is_computed_again(tmp_path):
+    """Entries written before predictions were kept hold scores only: every job must still get its rows."""
+    import json
+
+    from forgetlab.utils.io import stable_hash
+
+    key = scoring_key("abc", _tasks(), "test", SETTINGS)
+    path = tmp_path / "scores" / f"{stable_hash(key)}.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"key": key, "scores": {"copy": {"score": 1.0}}}))
+    rows = {"copy": [{"index": 0}]}
+    assert cached_scores(tmp_path, key, lambda: ({"copy": {"score": 2.0}}, rows)) == (
+        {"copy": {"score": 2.0}}, rows, False)
+    assert cached_scores(tmp_path, key, lambda: ({}, {}))[1:] == (rows, True)
 
 
 def test_the_key_changes_with_weights_data_and_settings():
@@ -44,3 +62,8 @@ def test_a_second_job_on_the_same_base_reuses_its_before_scores(tiny_run, tmp_pa
     _, first = tiny_run
     second = run_experiment(compose_config([*TINY, "seed=1"], tmp_path / "run", cache_dir))
     assert second["before_cached"] is True and second["before"] == first["before"]
+    # the cache holds the rows too: this job writes the same before-predictions as the one that scored
+    for task in first["before"]:
+        name = f"{task}.jsonl"
+        assert (tmp_path / "run" / "predictions" / "before" / name).read_bytes() == (
+            tiny_run[0] / "predictions" / "before" / name).read_bytes()

@@ -29,7 +29,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from forgetlab.config import ConfigError, TrainConfig, validate
 from forgetlab.evaluation.continual import continual_summary, learned_at, score_matrix, stage_names
 from forgetlab.evaluation.forgetting import summarize_forgetting
-from forgetlab.evaluation.scoring import describe_metrics, score_tasks
+from forgetlab.evaluation.predictions import PredictionWriter
+from forgetlab.evaluation.scoring import describe_metrics, score_tasks_examples
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.run import METRICS_VERSION, build_callbacks, instantiate, prepare_base
 from forgetlab.run_dirs import CHECKPOINT_DIR, METRICS_FILE, make_run_dir
@@ -101,9 +102,16 @@ def stage_config(cfg: DictConfig, stage_dir: Path) -> DictConfig:
     return out
 
 
+def stage_step(t: int) -> str:
+    """The predictions folder of the scores after stage t (t = 0: the starting model)."""
+    return f"stage_{t:02d}"
+
+
 def train_stage(cfg: DictConfig, config: TrainConfig, lm: LanguageModel, suite: TaskSuite, carry: Carry,
-                store: StageStore, t: int, stages: list[list[str]], wandb: WandbSession | None) -> dict[str, Any]:
-    """Fine-tune stage t, score every task after it, and save the stage; returns its record."""
+                store: StageStore, t: int, stages: list[list[str]], wandb: WandbSession | None,
+                predictions: PredictionWriter | None = None) -> dict[str, Any]:
+    """Fine-tune stage t, score every task after it (its examples to `predictions`), and save the stage;
+    returns its record."""
     stage, seed = stages[t - 1], stage_seed(config.seed, t)
     make_deterministic(seed, config.threads, config.deterministic)
     penalty = carry.begin_stage(lm)
@@ -131,8 +139,10 @@ def train_stage(cfg: DictConfig, config: TrainConfig, lm: LanguageModel, suite: 
     counts = lm.parameter_counts()  # before a merge turns the adapter back into plain weights
     carry.end_stage(lm, stage, train, seed)
     evalc = config.eval
-    scores = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples,
-                         evalc.max_batch_tokens)
+    scores, rows = score_tasks_examples(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples,
+                                        evalc.max_batch_tokens)
+    if predictions is not None:  # before the stage counts as complete: a finished stage has its file
+        predictions.write(stage_step(t), rows)
     periodic = next((c for c in callbacks if isinstance(c, PeriodicEvaluation)), None)
     record = {
         "stage": t,
@@ -154,6 +164,16 @@ def train_stage(cfg: DictConfig, config: TrainConfig, lm: LanguageModel, suite: 
     store.finish(t, record)  # last: from here on the stage is complete
     (checkpoints / "last.ckpt").unlink(missing_ok=True)  # the stage's weights.pt supersede it
     return record
+
+
+def predictions_summary(predictions: PredictionWriter, store: StageStore, last: int) -> dict | None:
+    """metrics.json `predictions` of a sequence: row 0 is `before`, stage `last` is `after`; stages an
+    earlier attempt finished are counted from their files."""
+    for t in range(last + 1):
+        record = store.scores(t)
+        if record is not None:
+            predictions.record_existing(stage_step(t), {k: v["n"] for k, v in record["scores"].items()})
+    return predictions.summary(before=stage_step(0), after=stage_step(last))
 
 
 def joined_history(records: list[dict]) -> list[dict]:
@@ -183,12 +203,14 @@ def run_continual(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[st
     eval_tasks, evalc = suite.eval_tasks(), config.eval
     write_run_record(run_dir, cfg, suite, base)
     store = StageStore(run_dir, fingerprint(cfg))
+    predictions = PredictionWriter.from_eval(run_dir, evalc)  # predictions/stage_<t>/<task>.jsonl
 
     make_deterministic(config.seed, config.threads, config.deterministic)
     start_record = store.scores(0)
     if start_record is None:
-        start_scores = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples,
-                                   evalc.max_batch_tokens)
+        start_scores, start_rows = score_tasks_examples(lm, eval_tasks, "test", evalc.batch_size,
+                                                        evalc.test_max_examples, evalc.max_batch_tokens)
+        predictions.write(stage_step(0), start_rows)
         start_record = {"stage": 0, "tasks": [], "scores": start_scores}
         store.finish(0, start_record)
     start = snapshot_weights(lm.model)
@@ -203,7 +225,7 @@ def run_continual(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[st
         carry.initial(lm, config.seed)
     records = [store.scores(t) for t in range(1, done + 1)]
     for t in range(done + 1, len(stages) + 1):
-        records.append(train_stage(cfg, config, lm, suite, carry, store, t, stages, wandb))
+        records.append(train_stage(cfg, config, lm, suite, carry, store, t, stages, wandb, predictions))
 
     tasks = list(eval_tasks)
     rows = [start_record["scores"], *(r["scores"] for r in records)]
@@ -236,6 +258,8 @@ def run_continual(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[st
         "base": None if base is None else {k: base[k] for k in ("key", "path", "weights_sha256", "cached")},
         "history": joined_history(records),
         "weight_movement": weight_movement(start, lm.model, config.diagnostics),
+        # predictions/stage_<t>/: stages finished by an earlier, interrupted attempt wrote theirs then
+        "predictions": predictions_summary(predictions, store, len(stages)),
         # Wall-clock numbers describe the machine, not the experiment: the reproduce check ignores them.
         "timing": {"train_wall_time_s": sum(r["timing"]["train_wall_time_s"] for r in records),
                    "stages": [r["timing"] for r in records],

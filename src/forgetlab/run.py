@@ -18,8 +18,9 @@ from forgetlab import __version__
 from forgetlab.config import TrainConfig, validate
 from forgetlab.evaluation.forgetting import summarize_forgetting
 from forgetlab.evaluation.lm_eval_bridge import check_installed, lm_eval_summary, score_lm_eval
+from forgetlab.evaluation.predictions import PredictionWriter
 from forgetlab.evaluation.score_cache import cached_scores, scoring_key
-from forgetlab.evaluation.scoring import describe_metrics, score_tasks
+from forgetlab.evaluation.scoring import describe_metrics, score_tasks_examples
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.models.placement import place_for_scoring
 from forgetlab.models.truncation import TruncationLog
@@ -135,6 +136,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
     make_deterministic(config.seed, config.threads, config.deterministic)
     timer.enter("scoring_before")
     before, before_cached, lm_eval_before = {}, False, None
+    predictions = PredictionWriter.from_eval(run_dir, evalc)  # predictions/<step>/<task>.jsonl
     if rank0:  # the base's scores are the same for every job of a sweep: cached by the weights' hash
         place_for_scoring(lm, cfg.trainer)
         key = None if base is None else scoring_key(
@@ -143,10 +145,11 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
              "max_batch_tokens": evalc.max_batch_tokens,
              "encoding": lm.encoding_key(), "max_new_tokens": lm.max_new_tokens,
              "trainer": {k: cfg.trainer.get(k) for k in ("accelerator", "precision")}})
-        before, before_cached = cached_scores(
+        before, before_rows, before_cached = cached_scores(
             config.paths.data_cache_dir, key,
-            lambda: score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples,
-                                evalc.max_batch_tokens))
+            lambda: score_tasks_examples(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples,
+                                         evalc.max_batch_tokens))
+        predictions.write("before", before_rows)
         lm_eval_before = score_lm_eval(lm, config.lm_eval) if config.lm_eval.tasks else None
     timer.enter("training")
     start = snapshot_weights(lm.model) if rank0 else None
@@ -173,10 +176,12 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
 
     timer.enter("scoring_after")
     place_for_scoring(lm, cfg.trainer)  # Lightning hands the model back on the CPU
-    after = score_tasks(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples,
-                        evalc.max_batch_tokens)
+    after, after_rows = score_tasks_examples(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples,
+                                             evalc.max_batch_tokens)
+    predictions.write("after", after_rows)
     lm_eval = lm_eval_summary(lm_eval_before, score_lm_eval(lm, config.lm_eval)) if lm_eval_before else None
-    selected = score_selected(lm, callbacks, eval_tasks, evalc, before, suite.target)  # None without a budget
+    selected = score_selected(lm, callbacks, eval_tasks, evalc, before, suite.target,  # None without a budget
+                              predictions)
     timer.enter("diagnostics")
     movement = weight_movement(start, lm.model, config.diagnostics)  # incl. intruder dimensions (SVDs)
     timer.enter("saving")  # until metrics.json is written: its own write is all that is left out
@@ -209,6 +214,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
         "best_under_budgets": budget_table(periodic.history if periodic else [], suite.target,
                                            config.select.budgets),
         "weight_movement": movement,
+        "predictions": predictions.summary(),  # what predictions/ holds, and whether eval.max_predictions cut
         "params_selection": params_selection,  # params.kind=partial: what trained (HFT: the frozen half)
     }
     metrics["trainable_fraction"] = metrics["trainable_params"] / metrics["total_params"]

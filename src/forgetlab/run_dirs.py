@@ -1,7 +1,8 @@
 """Run directories: the one place that knows their file names, how to find them and what state they are in.
 
 A run directory holds `metrics.json` (the result, written last and atomically), `run_record.json` (how to
-rerun it), `.hydra/overrides.yaml` (Hydra's record of the command line) and `checkpoints/`. A sweep
+rerun it), `.hydra/overrides.yaml` (Hydra's record of the command line), `checkpoints/` and
+`predictions/` (every scored test example). A sweep
 directory holds one run directory per job plus `sweep_summary.json` and `pareto_front.json`.
 
 A run counts as completed only when its metrics.json parses, says `completed` and carries every key in
@@ -26,10 +27,15 @@ CHECKPOINT_DIR = "checkpoints"
 SUMMARY_FILE = "sweep_summary.json"
 PARETO_FILE = "pareto_front.json"
 REPAIR_FILE = "repair.json"  # forgetlab-repair's intruder-scaling curve, beside metrics.json
+INTERPOLATION_FILE = "interpolation.json"  # forgetlab-interpolate's theta0 + alpha (theta - theta0) curve
+# Every scored test example: predictions/<step>/<task>.jsonl, step = before | after | selected |
+# repair/lambda=<l> | stage_<t> (evaluation/predictions.py)
+PREDICTIONS_DIR = "predictions"
 # Keys a completed metrics.json must hold to count as done (resume, reports).
 REQUIRED_KEYS = ("strategy", "forgetting", "mean_forgetting", "target_gain", "before", "after")
 # Folders inside a run (or beside runs) that never hold runs themselves; pruned to keep the walk fast.
-SKIP_DIRS = {"checkpoints", "logs", "wandb", "__pycache__", ".git", ".hydra", "lightning_logs", "report"}
+SKIP_DIRS = {"checkpoints", "logs", "wandb", "__pycache__", ".git", ".hydra", "lightning_logs", "report",
+             PREDICTIONS_DIR}
 
 
 @dataclass

@@ -210,6 +210,12 @@ class EvalConfig:
     max_batch_tokens: int | None = knob(32768, "a scoring batch holds at most this many tokens (examples x "
                                                "(longest input + generated tokens)), so long inputs are scored "
                                                "a few at a time within memory; null = batch_size alone", min=1)
+    predictions: bool = knob(True, "keep every scored test example (prompt, references, prediction, its own score) "
+                                   "in the run folder: predictions/<before|after|selected|...>/<task>.jsonl")
+    max_predictions: int | None = knob(None, "predictions files keep the first N test examples per task (the "
+                                             "same N before and after; metrics.json `predictions` says when it "
+                                             "cut); null = all", min=1)
+    compress_predictions: bool = knob(False, "gzip the predictions files (<task>.jsonl.gz, several times smaller)")
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
-from forgetlab.evaluation.metric import References, as_reference_lists
+from forgetlab.evaluation.metric import ExampleRows, References, as_reference_lists
 
 Entity = tuple[str, str]  # (type, text)
 
@@ -85,21 +85,36 @@ def parse_entities(answer: str) -> Counter[Entity]:
     return found
 
 
-def entity_f1(predictions: list[str], references: References) -> dict[str, float]:
-    """Micro precision/recall/F1 x100 over all entities of all examples (first reference per example).
-
-    When neither the references nor the predictions hold any entity, all three are 100: every "none"
-    was right. seqeval would report 0 there, which would read as total forgetting.
-    """
-    tp = n_pred = n_gold = 0
-    for pred, refs in zip(predictions, as_reference_lists(references, len(predictions))):
-        p, g = parse_entities(pred), parse_entities(refs[0])
-        tp += sum((p & g).values())
-        n_pred += sum(p.values())
-        n_gold += sum(g.values())
+def _prf(tp: int, n_pred: int, n_gold: int) -> dict[str, float]:
+    """Precision/recall/F1 x100 from counts; all 100 when neither side holds an entity."""
     if n_pred == 0 and n_gold == 0:
         return {"precision": 100.0, "recall": 100.0, "f1": 100.0}
     precision = tp / n_pred if n_pred else 0.0
     recall = tp / n_gold if n_gold else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": 100.0 * precision, "recall": 100.0 * recall, "f1": 100.0 * f1}
+
+
+def entity_f1_examples(predictions: list[str], references: References) -> ExampleRows:
+    """Per example: its matched, predicted and reference entity counts (what the micro average sums) and its
+    own precision/recall/F1 (first reference per example)."""
+    rows = []
+    for pred, refs in zip(predictions, as_reference_lists(references, len(predictions))):
+        p, g = parse_entities(pred), parse_entities(refs[0])
+        counts = {"tp": sum((p & g).values()), "n_pred": sum(p.values()), "n_gold": sum(g.values())}
+        rows.append({**_prf(counts["tp"], counts["n_pred"], counts["n_gold"]), **counts})
+    return rows
+
+
+def entity_f1_reduce(rows: ExampleRows) -> dict[str, float]:
+    """Micro precision/recall/F1 x100 from the examples' summed counts."""
+    return _prf(*(sum(int(r[k]) for r in rows) for k in ("tp", "n_pred", "n_gold")))
+
+
+def entity_f1(predictions: list[str], references: References) -> dict[str, float]:
+    """Micro precision/recall/F1 x100 over all entities of all examples (first reference per example).
+
+    When neither the references nor the predictions hold any entity, all three are 100: every "none"
+    was right. seqeval would report 0 there, which would read as total forgetting.
+    """
+    return entity_f1_reduce(entity_f1_examples(predictions, references))

@@ -9,16 +9,24 @@ pick another headline, or a user's own metric by dotted path (`"my_pkg.metrics.b
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from forgetlab.evaluation.classification import macro_f1
-from forgetlab.evaluation.entities import entity_f1
-from forgetlab.evaluation.metric import Metric, References, as_reference_lists
+from forgetlab.evaluation.classification import macro_f1_examples, macro_f1_reduce
+from forgetlab.evaluation.entities import entity_f1_examples, entity_f1_reduce
+from forgetlab.evaluation.metric import (
+    ExampleRows,
+    Metric,
+    References,
+    as_reference_lists,
+    example_metric,
+    mean_rows,
+)
 from forgetlab.evaluation.plugins import load_custom_metric
-from forgetlab.evaluation.rouge import rouge
+from forgetlab.evaluation.rouge import rouge_examples
 
 
 def _norm(text: str) -> str:
@@ -33,40 +41,54 @@ def _char_f1_one(p: str, r: str) -> float:
     return 1.0 if not p and not r else 0.0
 
 
-def _per_example(one: Callable[[str, str], float]) -> Callable[[list[str], References], float]:
-    """Mean over examples of the best reference's value, x100."""
+def _example_rows(one: Callable[[str, str], float], name: str) -> Callable[[list[str], References], ExampleRows]:
+    """Per example: {name: the best reference's value x100}."""
 
-    def score(predictions: list[str], references: References) -> float:
+    def rows(predictions: list[str], references: References) -> ExampleRows:
         refs = as_reference_lists(references, len(predictions))
-        total = sum(max(one(p, r) for r in options) for p, options in zip(predictions, refs))
-        return 100.0 * total / max(len(refs), 1)
+        return [{name: 100.0 * max(one(p, r) for r in options)} for p, options in zip(predictions, refs)]
 
-    return score
+    return rows
+
+
+def _per_example(one: Callable[[str, str], float], name: str) -> Callable[[list[str], References], float]:
+    """Mean over examples of the best reference's value, x100 (0 for no example)."""
+    rows = _example_rows(one, name)
+    return lambda predictions, references: mean_rows(rows(predictions, references)).get(name, 0.0)
+
+
+def _exact(p: str, r: str) -> float:
+    return float(_norm(p) == _norm(r))
+
+
+def _same_label(p: str, r: str) -> float:
+    return float(_norm(p).lower() == _norm(r).lower())
 
 
 def exact_match(predictions: list[str], references: References) -> float:
     """Percent of predictions equal to a reference after trimming whitespace (case-sensitive)."""
-    return _per_example(lambda p, r: float(_norm(p) == _norm(r)))(predictions, references)
+    return _per_example(_exact, "exact_match")(predictions, references)
 
 
 def accuracy(predictions: list[str], references: References) -> float:
     """Percent of predicted labels equal to the reference label, ignoring case and surrounding space."""
-    return _per_example(lambda p, r: float(_norm(p).lower() == _norm(r).lower()))(predictions, references)
+    return _per_example(_same_label, "accuracy")(predictions, references)
 
 
 def char_f1(predictions: list[str], references: References) -> float:
     """Mean bag-of-characters F1: partial credit for long free-form answers."""
-    return _per_example(_char_f1_one)(predictions, references)
+    return _per_example(_char_f1_one, "char_f1")(predictions, references)
 
 
-# name -> factory; a fresh Metric per call, nothing here is mutated.
+# name -> factory; a fresh Metric per call, nothing here is mutated. Each aggregate is computed from its
+# per-example rows (what a run's predictions files keep).
 BUILTIN_METRICS: Mapping[str, Callable[[], Metric]] = MappingProxyType({
-    "exact_match": lambda: Metric("exact_match", "exact_match", exact_match),
-    "accuracy": lambda: Metric("accuracy", "accuracy", accuracy),
-    "char_f1": lambda: Metric("char_f1", "char_f1", char_f1),
-    "rouge": lambda: Metric("rouge", "rougeLsum", rouge, ("rouge-score",)),
-    "entity_f1": lambda: Metric("entity_f1", "f1", entity_f1),
-    "macro_f1": lambda: Metric("macro_f1", "macro_f1", macro_f1),
+    "exact_match": lambda: example_metric("exact_match", "exact_match", _example_rows(_exact, "exact_match")),
+    "accuracy": lambda: example_metric("accuracy", "accuracy", _example_rows(_same_label, "accuracy")),
+    "char_f1": lambda: example_metric("char_f1", "char_f1", _example_rows(_char_f1_one, "char_f1")),
+    "rouge": lambda: example_metric("rouge", "rougeLsum", rouge_examples, libraries=("rouge-score",)),
+    "entity_f1": lambda: example_metric("entity_f1", "f1", entity_f1_examples, entity_f1_reduce),
+    "macro_f1": lambda: example_metric("macro_f1", "macro_f1", macro_f1_examples, macro_f1_reduce),
 })
 
 
@@ -93,7 +115,7 @@ def resolve_metric(spec: Any) -> Metric:
         headline = options.pop("headline", base.headline)
         if options:
             raise ValueError(f"metric spec {spec!r}: unknown keys {sorted(options)}; allowed: name, headline")
-        return Metric(base.name, headline, base.fn, base.libraries)
+        return dataclasses.replace(base, headline=headline)
     return load_custom_metric(spec)
 
 

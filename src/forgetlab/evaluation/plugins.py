@@ -7,6 +7,7 @@ example for tasks with several references (summarisation).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.metadata
 from typing import Any
@@ -43,7 +44,7 @@ def load_custom_metric(target: Any, headline: str | None = None, **kwargs: Any) 
         obj = functools.partial(obj, **kwargs)
     libraries = _distributions(obj.func if isinstance(obj, functools.partial) else obj)
     if isinstance(obj, Metric):
-        return Metric(obj.name, headline or obj.headline, obj.fn, obj.libraries)
+        return dataclasses.replace(obj, headline=headline or obj.headline)  # keeps its per-example rows
     if isinstance(obj, MetricLike):
         return Metric(name, headline or obj.headline, obj.compute, libraries)
     if callable(obj):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from forgetlab.evaluation.metric import References, as_reference_lists
+from forgetlab.evaluation.metric import ExampleRows, References, as_reference_lists, mean_rows
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeLsum")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -16,20 +16,22 @@ def split_sentences(text: str) -> str:
     return "\n".join(s for s in _SENTENCE_END.split(text.strip()) if s)
 
 
-def rouge(predictions: list[str], references: References) -> dict[str, float]:
-    """Mean over examples of the F-measure x100, taking the best reference per example and ROUGE type."""
+def rouge_examples(predictions: list[str], references: References) -> ExampleRows:
+    """Per example: the F-measure x100 of each ROUGE type against its best reference for that type."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
-    refs = as_reference_lists(references, len(predictions))
-    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
-    for pred, options in zip(predictions, refs):
+    rows = []
+    for pred, options in zip(predictions, as_reference_lists(references, len(predictions))):
         best = dict.fromkeys(ROUGE_TYPES, 0.0)
         for ref in options:
             scores = scorer.score(split_sentences(ref), split_sentences(pred))
             for t in ROUGE_TYPES:
                 best[t] = max(best[t], scores[t].fmeasure)
-        for t in ROUGE_TYPES:
-            totals[t] += best[t]
-    n = max(len(predictions), 1)
-    return {t: 100.0 * totals[t] / n for t in ROUGE_TYPES}
+        rows.append({t: 100.0 * best[t] for t in ROUGE_TYPES})
+    return rows
+
+
+def rouge(predictions: list[str], references: References) -> dict[str, float]:
+    """Mean over examples of the F-measure x100, taking the best reference per example and ROUGE type."""
+    return mean_rows(rouge_examples(predictions, references)) or dict.fromkeys(ROUGE_TYPES, 0.0)

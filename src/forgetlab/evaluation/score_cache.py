@@ -2,8 +2,9 @@
 
 Every job of a sweep starts from the same cached base weights and scores the same test splits the same
 way before fine-tuning, so the "before" scores are one computation repeated N times (about a tenth of a
-default run). The key holds everything the scores depend on: the weights' hash, each task's data and
-metric, the scoring settings, the thread count and the library versions. A scored model without a
+default run); the per-example rows are kept with them, so every job still writes its before-predictions.
+The key holds everything the scores depend on: the weights' hash, each task's data and metric, the
+scoring settings, the thread count and the library versions. A scored model without a
 content hash (a hub checkpoint by name) is scored every time.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from forgetlab.utils.io import UnreadableJSONError, read_json, stable_hash, write_json
+from forgetlab.utils.io import UnreadableJSONError, read_json, stable_hash, write_text
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +42,24 @@ def scoring_key(weights_sha256: str, tasks: dict, split: str, settings: dict[str
 
 
 def cached_scores(cache_dir: str | Path | None, key: dict[str, Any] | None,
-                  compute: Callable[[], dict]) -> tuple[dict, bool]:
-    """(scores, whether they came from the cache): `compute()` unless `<cache_dir>/scores/<hash>.json`
-    holds scores for exactly `key`; freshly computed scores are stored there."""
+                  compute: Callable[[], tuple[dict, dict]]) -> tuple[dict, dict, bool]:
+    """(scores, per-example rows by task, whether they came from the cache): `compute()` (which returns
+    the first two) unless `<cache_dir>/scores/<hash>.json` holds both for exactly `key`; freshly computed
+    ones are stored there. An entry without rows (written before predictions were kept) is computed again,
+    so every job of a sweep writes its before-predictions."""
     if cache_dir is None or key is None:
-        return compute(), False
+        return *compute(), False
     path = Path(cache_dir) / "scores" / f"{stable_hash(key)}.json"
     if path.is_file():
         try:
             entry = read_json(path)
-            if entry.get("key") == key:
-                return entry["scores"], True
-        except (OSError, UnreadableJSONError, KeyError) as err:
+            if entry.get("key") == key and isinstance(entry.get("predictions"), dict):
+                return entry["scores"], entry["predictions"], True
+        except (OSError, UnreadableJSONError, KeyError, AttributeError) as err:
             log.warning("ignoring unreadable score cache %s (%s)", path, err)
-    scores = compute()
-    try:
-        write_json(path, {"key": key, "scores": scores})
+    scores, rows = compute()
+    try:  # one line, not indented: the rows make it the size of the test sets
+        write_text(path, json.dumps({"key": key, "scores": scores, "predictions": rows}, default=str) + "\n")
     except OSError as err:  # a read-only cache costs time, never the run
         log.warning("could not cache scores in %s (%s)", path.parent, err)
-    return scores, False
+    return scores, rows, False

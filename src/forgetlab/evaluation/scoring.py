@@ -82,17 +82,19 @@ def length_batches(lengths: list[int], batch_size: int, max_tokens: int | None) 
     return batches
 
 
-def score_task(
+def score_task_examples(
     lm: LanguageModel,
     task: InstructionTask,
     split: str = "test",
     batch_size: int = 256,
     max_examples: int | None = None,
     max_batch_tokens: int | None = None,
-) -> dict[str, Any]:
-    """Return {'score', 'loss', 'n', 'headline', 'metrics'} for one split ('perplexity' too for text tasks);
-    `metrics` holds every value the task's metric computed, `score` is the headline one. The model's
-    train/eval mode is restored after."""
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`score_task`'s result and one row per scored example, in the split's order: `index`, `key` (the
+    raw input, where the task keeps one), `prompt`, `references`, `prediction` (None for text tasks),
+    `score` (the example's headline value), `values` (everything the metric computed for it: the
+    aggregate is computed from these), `nll` (summed loss on its answer tokens) and `tokens` (their count;
+    the task's `loss` is sum(nll) / sum(tokens)). The rows come from the same pass as the scores."""
     data = task.splits[split]
     if max_examples is not None and len(data) > max_examples:
         data = data.select(range(max_examples))
@@ -109,6 +111,7 @@ def score_task(
     was_training = lm.model.training
     lm.model.eval()
     preds: list[str | None] = [None] * len(feats)
+    nlls, ntoks = [0.0] * len(feats), [0] * len(feats)
     loss_sum, tok_sum = 0.0, 0
     try:
         with inference_context(lm):
@@ -117,19 +120,65 @@ def score_task(
                                              max_new if generate else None)
                 for i, text in zip(idx, texts or []):
                     preds[i] = text
+                for i, nll, ntok in zip(idx, s.tolist(), n.tolist()):
+                    nlls[i], ntoks[i] = nll, int(ntok)
                 loss_sum += float(s.sum())
                 tok_sum += int(n.sum())
     finally:
         lm.model.train(was_training)
     loss = loss_sum / max(tok_sum, 1)
     lm.truncation.record(task.name, split, truncated, len(data), lm.max_length)
+    references = _references(data)
     if not generate:
-        return {"score": text_score(loss), "loss": loss, "n": len(data), "headline": TEXT_HEADLINE,
-                "perplexity": perplexity(loss), "metrics": {TEXT_HEADLINE: text_score(loss)},
-                "truncated": truncated}
-    values = metric.compute(preds, _references(data))
-    return {"score": values[metric.headline], "loss": loss, "n": len(data), "headline": metric.headline,
-            "metrics": values, "truncated": truncated}
+        result = {"score": text_score(loss), "loss": loss, "n": len(data), "headline": TEXT_HEADLINE,
+                  "perplexity": perplexity(loss), "metrics": {TEXT_HEADLINE: text_score(loss)},
+                  "truncated": truncated}
+        values = [{TEXT_HEADLINE: text_score(nll / max(ntok, 1))} for nll, ntok in zip(nlls, ntoks)]
+        headline = TEXT_HEADLINE
+    else:
+        aggregate, values = metric.compute_examples(preds, references)
+        headline = metric.headline
+        result = {"score": aggregate[headline], "loss": loss, "n": len(data), "headline": headline,
+                  "metrics": aggregate, "truncated": truncated}
+    keys = column(data, "key") if "key" in data.column_names else [None] * len(data)
+    rows = [{"index": i, "key": keys[i], "prompt": prompts[i],
+             "references": refs if isinstance(refs, list) else [refs], "prediction": preds[i],
+             "score": values[i].get(headline), "values": values[i], "nll": nlls[i], "tokens": ntoks[i]}
+            for i, refs in enumerate(references)]
+    return result, rows
+
+
+def score_task(
+    lm: LanguageModel,
+    task: InstructionTask,
+    split: str = "test",
+    batch_size: int = 256,
+    max_examples: int | None = None,
+    max_batch_tokens: int | None = None,
+) -> dict[str, Any]:
+    """Return {'score', 'loss', 'n', 'headline', 'metrics'} for one split ('perplexity' too for text tasks);
+    `metrics` holds every value the task's metric computed, `score` is the headline one. The model's
+    train/eval mode is restored after."""
+    return score_task_examples(lm, task, split, batch_size, max_examples, max_batch_tokens)[0]
+
+
+def score_tasks_examples(
+    lm: LanguageModel,
+    tasks: dict[str, InstructionTask],
+    split: str = "test",
+    batch_size: int = 256,
+    max_examples: int | None = None,
+    max_batch_tokens: int | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """(every task's scores on `split`, every task's per-example rows: `score_task_examples`), with a
+    progress bar over the tasks on a terminal."""
+    scores, rows = {}, {}
+    with progress(f"scoring {split}", total=len(tasks)) as advance:
+        for name, task in tasks.items():
+            scores[name], rows[name] = score_task_examples(lm, task, split, batch_size, max_examples,
+                                                           max_batch_tokens)
+            advance(1, info=name)
+    return scores, rows
 
 
 def score_tasks(
@@ -140,13 +189,8 @@ def score_tasks(
     max_examples: int | None = None,
     max_batch_tokens: int | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Every task's scores on `split`, with a progress bar over the tasks on a terminal."""
-    scores = {}
-    with progress(f"scoring {split}", total=len(tasks)) as advance:
-        for name, task in tasks.items():
-            scores[name] = score_task(lm, task, split, batch_size, max_examples, max_batch_tokens)
-            advance(1, info=name)
-    return scores
+    """Every task's scores on `split` (`score_tasks_examples` without the rows)."""
+    return score_tasks_examples(lm, tasks, split, batch_size, max_examples, max_batch_tokens)[0]
 
 
 def describe_metrics(tasks: dict[str, InstructionTask]) -> dict[str, dict[str, Any]]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from forgetlab.report.aggregate import Group, group_runs
 from forgetlab.report.collect import Run, collect_runs
+from forgetlab.report.forgotten import GroupForgotten, forgotten_sections
 from forgetlab.report.html import write_html
 from forgetlab.report.method_plots import write_method_plots
 from forgetlab.report.plots import write_plots
@@ -23,6 +24,7 @@ class Report:
     runs: list[Run]
     groups: list[Group]
     files: dict[str, Path] = field(default_factory=dict)   # markdown, csv, html and every plot
+    forgotten: list[GroupForgotten] = field(default_factory=list)   # "what was forgotten", per group
 
     @property
     def html(self) -> Path:
@@ -54,10 +56,13 @@ def build_report(paths: list[str | Path], out: str | Path | None = None) -> Repo
         labels = {str(r.path): g.label for g in groups for r in g.runs}
         plots["repair_curve"] = plot_repair(repairs, out / REPAIR_PLOT, labels)
     sources = [shown(p) for p in paths]  # relative to the working directory when below it
+    forgotten = forgotten_sections(groups)  # from the runs' predictions files, where they have them
     files = {
-        "markdown": write_markdown(out / "report.md", groups, runs, plots, sources, repair),
+        "markdown": write_markdown(out / "report.md", groups, runs, plots, sources, repair,
+                                   forgotten=forgotten),
         "csv": write_csv(out / "report.csv", groups),
-        "html": write_html(out / "report.html", groups, runs, plots, sources, repair),
+        "html": write_html(out / "report.html", groups, runs, plots, sources, repair,
+                           forgotten=forgotten),
         **plots,
     }
-    return Report(out=out, runs=runs, groups=groups, files=files)
+    return Report(out=out, runs=runs, groups=groups, files=files, forgotten=forgotten)

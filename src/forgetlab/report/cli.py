@@ -27,7 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="run directories or folders holding runs")
     parser.add_argument("--out", default=None, help="output folder (default: <first PATH>/report)")
-    parser.add_argument("--wandb", action="store_true", help="also log the tables and plots to W&B")
+    parser.add_argument("--wandb", action="store_true", help="also log the tables, plots and each group's "
+                                                              "generations before/after (a W&B Table) to W&B")
     return parser.parse_args(argv)
 
 
@@ -63,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     if not report.runs:
         console.print(f"[bold red]No runs found under: {', '.join(args.paths)}[/]")
     if args.wandb:
+        from forgetlab.report.forgotten import generation_tables
         from forgetlab.report.wandb_log import log_report
 
-        if log_report(report.out, report.files["csv"], report.plots):
+        if log_report(report.out, report.files["csv"], report.plots, tables=generation_tables(report.groups)):
             console.print("Logged the report to W&B.")
     print_summary(report, console)
     return 0 if report.groups else 1

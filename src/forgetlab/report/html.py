@@ -9,6 +9,7 @@ from pathlib import Path
 
 from forgetlab.report.aggregate import Group
 from forgetlab.report.collect import Run
+from forgetlab.report.forgotten import GroupForgotten, html_section
 from forgetlab.report.tables import (
     BUDGET_EXPLAIN,
     EXPLAIN,
@@ -56,7 +57,8 @@ def embed_png(path: Path) -> str:
 
 
 def write_html(path: Path, groups: list[Group], runs: list[Run], plots: dict[str, Path],
-               sources: list[str], repair: tuple[list[str], list[list[str]]] | None = None) -> Path:
+               sources: list[str], repair: tuple[list[str], list[list[str]]] | None = None,
+               forgotten: list[GroupForgotten] | None = None) -> Path:
     done = sum(r.ok for r in runs)
     parts = [
         "<!DOCTYPE html>",
@@ -74,6 +76,7 @@ def write_html(path: Path, groups: list[Group], runs: list[Run], plots: dict[str
                   _table(*budget_table(groups))]
     if all_lm_eval(groups):
         parts += ["<h2>lm-evaluation-harness</h2>", f"<p>{escape(LM_EVAL_EXPLAIN)}</p>", _table(*lm_eval_table(groups))]
+    parts += html_section(forgotten or [], _table)  # report/forgotten.py
     if plots:
         parts.append("<h2>Plots</h2>")
         for name, png in plots.items():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from forgetlab.report.aggregate import Group, Stat, group_of
 from forgetlab.report.collect import Run
+from forgetlab.report.forgotten import GroupForgotten, markdown_section
 
 # (key in Group.stats, column title, decimals)
 METRICS = [
@@ -152,7 +153,8 @@ REPAIR_EXPLAIN = ("forgetlab-repair RUN_DIR: every linear weight's intruder sing
 
 
 def write_markdown(path: Path, groups: list[Group], runs: list[Run], plots: dict[str, Path],
-                   sources: list[str], repair: tuple[list[str], list[list[str]]] | None = None) -> Path:
+                   sources: list[str], repair: tuple[list[str], list[list[str]]] | None = None,
+                   forgotten: list[GroupForgotten] | None = None) -> Path:
     done = sum(r.ok for r in runs)
     parts = [
         "# forgetlab report",
@@ -170,6 +172,7 @@ def write_markdown(path: Path, groups: list[Group], runs: list[Run], plots: dict
           if all_budgets(groups) else []),
         *(["## lm-evaluation-harness", "", LM_EVAL_EXPLAIN, "", markdown_table(*lm_eval_table(groups)), ""]
           if all_lm_eval(groups) else []),
+        *markdown_section(forgotten or [], markdown_table),  # report/forgotten.py
         "## Runs",
         "",
         markdown_table(*run_table(runs, groups)) if done else "_No completed runs._",

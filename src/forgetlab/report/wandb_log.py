@@ -10,8 +10,10 @@ from pathlib import Path
 from forgetlab.utils.wandb_run import wandb_mode
 
 
-def log_report(out: Path, csv_path: Path, plots: dict[str, Path], project: str = "forgetlab") -> bool:
-    """Log the group table and every plot as one W&B run of job_type 'report'; True if it worked."""
+def log_report(out: Path, csv_path: Path, plots: dict[str, Path], project: str = "forgetlab",
+               tables: dict[str, tuple[list, list]] | None = None) -> bool:
+    """Log the group table, every plot and `tables` (name -> (columns, rows): the groups' generations
+    before and after, report/forgotten.py) as one W&B run of job_type 'report'; True if it worked."""
     try:
         import wandb
 
@@ -25,6 +27,8 @@ def log_report(out: Path, csv_path: Path, plots: dict[str, Path], project: str =
         try:
             payload = {"report/groups": wandb.Table(columns=header, data=rows)}
             payload.update({f"report/{name}": wandb.Image(str(path)) for name, path in plots.items()})
+            payload.update({f"report/{name}": wandb.Table(columns=columns, data=rows)
+                            for name, (columns, rows) in (tables or {}).items()})
             run.log(payload)
         finally:
             run.finish()

@@ -9,7 +9,9 @@ loaded it. The run's tasks are rebuilt from run_record.json and scored on the te
 after-scores (same thread count and determinism; lambda = 1 reproduces them). Forgetting and gain are
 measured against metrics.json's `before`.
 
-Writes RUN_DIR/repair.json and prints one line per lambda; every other file of the run is left as it was.
+Writes RUN_DIR/repair.json and the scored examples of each lambda (predictions/repair/lambda=<l>/, as the
+run's own eval.predictions settings say) and prints one line per lambda; every other file of the run is left
+as it was.
 Exit status: 0 done, 1 RUN_DIR is not a finished run this can repair.
 """
 
@@ -26,7 +28,8 @@ from omegaconf import OmegaConf
 
 from forgetlab.config.schema import DiagnosticsConfig
 from forgetlab.evaluation.forgetting import summarize_forgetting
-from forgetlab.evaluation.scoring import score_tasks
+from forgetlab.evaluation.predictions import PredictionWriter
+from forgetlab.evaluation.scoring import score_tasks_examples
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.run_dirs import METRICS_FILE, RECORD_FILE, REPAIR_FILE, completed_metrics
 from forgetlab.strategies.export import load_run_model
@@ -98,6 +101,8 @@ def repair_run(run_dir: str | Path, lambdas: Sequence[float] = DEFAULT_LAMBDAS,
     lm.replace_model(model)
     tuned = {k: v.clone() for k, v in linear_weights(model).items()}
     evalc = config.get("eval") or {}
+    predictions = PredictionWriter.from_eval(run_dir, evalc)  # predictions/repair/lambda=<l>/<task>.jsonl
+    predictions.enabled = predictions.enabled and write
     results = []
     for lam in lambdas:
         new, info = repair_state_dict(before_w, tuned, float(lam), k=diag.intruder_k, eps=diag.intruder_eps,
@@ -106,8 +111,9 @@ def repair_run(run_dir: str | Path, lambdas: Sequence[float] = DEFAULT_LAMBDAS,
             for name, param in model.named_parameters():
                 if name in new:
                     param.copy_(new[name])
-        after = score_tasks(lm, suite.eval_tasks(), "test", evalc.get("batch_size", 256),
-                            evalc.get("test_max_examples"), evalc.get("max_batch_tokens"))
+        after, rows = score_tasks_examples(lm, suite.eval_tasks(), "test", evalc.get("batch_size", 256),
+                                           evalc.get("test_max_examples"), evalc.get("max_batch_tokens"))
+        predictions.write(f"repair/lambda={float(lam):g}", rows)
         results.append({"lambda": float(lam), **summarize_forgetting(metrics["before"], after, metrics["target"]),
                         "after": after, "intruders": info["intruders"], "matrices_repaired": info["repaired"],
                         "per_matrix": info["per_matrix"]})
@@ -122,6 +128,7 @@ def repair_run(run_dir: str | Path, lambdas: Sequence[float] = DEFAULT_LAMBDAS,
         "run": {k: metrics[k] for k in ("target_gain", "mean_forgetting")},
         "results": results,
         "best": None,
+        "predictions": predictions.summary(after=None),  # one folder per lambda: predictions/repair/lambda=<l>/
     }
     best = best_lambda(results, budget)
     if best is not None:

@@ -20,7 +20,8 @@ import torch
 
 from forgetlab.config.schema import EvalConfig
 from forgetlab.evaluation.forgetting import summarize_forgetting
-from forgetlab.evaluation.scoring import score_tasks
+from forgetlab.evaluation.predictions import PredictionWriter
+from forgetlab.evaluation.scoring import score_tasks_examples
 from forgetlab.evaluation.selection import best_under_budgets, select_under_budget
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.tasks.task import InstructionTask
@@ -170,9 +171,11 @@ def swapped_weights(model: torch.nn.Module, weights: Mapping[str, torch.Tensor])
 
 
 def score_selected(lm: LanguageModel, callbacks: Sequence[L.Callback], tasks: Mapping[str, InstructionTask],
-                   evalc: EvalConfig, before: Mapping[str, dict], target: str | Sequence[str]) -> dict | None:
+                   evalc: EvalConfig, before: Mapping[str, dict], target: str | Sequence[str],
+                   predictions: PredictionWriter | None = None) -> dict | None:
     """metrics.json `selected`: the kept step, its validation scores (from the history) and its test scores,
-    with forgetting against `before`; None without a budget. The final model is left as it was."""
+    with forgetting against `before`; None without a budget. The final model is left as it was. The test
+    examples go to `predictions` as step `selected`."""
     selector = next((c for c in callbacks if isinstance(c, BudgetSelection)), None)
     if selector is None or not selector.enabled or selector.selection is None:
         return None
@@ -180,8 +183,10 @@ def score_selected(lm: LanguageModel, callbacks: Sequence[L.Callback], tasks: Ma
     if saved["step"] != choice["step"]:
         raise RuntimeError(f"{selector.path} holds step {saved['step']}, not the selected step {choice['step']}")
     with swapped_weights(lm.model, saved["weights"]):
-        test = score_tasks(lm, dict(tasks), "test", evalc.batch_size, evalc.test_max_examples,
-                           evalc.max_batch_tokens)
+        test, rows = score_tasks_examples(lm, dict(tasks), "test", evalc.batch_size, evalc.test_max_examples,
+                                          evalc.max_batch_tokens)
+    if predictions is not None:
+        predictions.write("selected", rows)
     return {
         "budget": choice["budget"],
         "step": choice["step"],

@@ -22,6 +22,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from forgetlab.config import resolved_container
+from forgetlab.evaluation.predictions import GENERATION_COLUMNS, run_generation_rows
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,8 @@ class WandbSession:
         return self.run
 
     def log_results(self, metrics: dict) -> bool:
-        """Summary = metrics.json (flattened) and a per-task before/after table; True if it worked."""
+        """Summary = metrics.json (flattened), a per-task before/after table and the test examples'
+        generations before and after (from predictions/, evaluation/predictions.py); True if it worked."""
         if self.run is None:
             return False
         try:
@@ -178,6 +180,9 @@ class WandbSession:
             self.run.summary.update(flatten({k: v for k, v in metrics.items() if k != "history"}))
             if metrics.get("before"):
                 self.run.log({"results/tasks": wandb.Table(columns=TABLE_COLUMNS, data=task_rows(metrics))})
+            generations = run_generation_rows(self.cfg.paths.output_dir, metrics)
+            if generations:
+                self.run.log({"results/generations": wandb.Table(columns=GENERATION_COLUMNS, data=generations)})
             return True
         except Exception as err:  # noqa: BLE001
             warnings.warn(f"could not log the results to W&B (metrics.json is complete): {err}", stacklevel=2)
