@@ -80,7 +80,7 @@ WORKER = """
 import sys, optuna
 from forgetlab.utils.optuna_storage import prepare_storage
 storage, study_name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-prepare_storage(storage, sys.argv[4])  # what SweepSummary does when a sweep starts
+storage = prepare_storage(storage, sys.argv[4])  # what the Optuna sweeper does when a search starts
 study = optuna.create_study(storage=storage, study_name=study_name, directions=["maximize", "minimize"],
                             load_if_exists=True)
 study.optimize(lambda t: (t.suggest_float("lr", 1e-5, 3e-3, log=True), t.number % 7), n_trials=n)
@@ -90,15 +90,17 @@ study.optimize(lambda t: (t.suggest_float("lr", 1e-5, 3e-3, log=True), t.number 
 def test_two_optuna_workers_share_the_configured_study(tmp_path):
     import optuna
 
+    from forgetlab.utils.optuna_storage import prepare_storage
+
     cfg = compose_config(["hparams_search=forgetting_pareto", f"paths.root={tmp_path}"], return_hydra_config=True)
     storage, study_name = str(cfg.hydra.sweeper.storage), str(cfg.hydra.sweeper.study_name)
-    assert storage.startswith("sqlite:///") and str(tmp_path) in storage
+    assert storage.endswith("optuna.journal") and str(tmp_path) in storage  # a journal file by default
     workers = [subprocess.Popen([sys.executable, "-c", WORKER, storage, study_name, "8", str(cfg.hydra.sweep.dir)],
                                 env=_env(tmp_path),
                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for w in workers:
         _, err = w.communicate(timeout=120)
         assert w.returncode == 0, err[-2000:]
-    trials = optuna.load_study(study_name=study_name, storage=storage).trials
+    trials = optuna.load_study(study_name=study_name, storage=prepare_storage(storage, tmp_path)).trials
     assert sorted(t.number for t in trials) == list(range(16))
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)

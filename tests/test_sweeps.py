@@ -1,7 +1,9 @@
 """Sweeps through the real CLI (Hydra multirun in a subprocess): one run dir and one offline W&B run per
 job, a failing job recorded while the others finish and the exit status non-zero, a relaunch that skips
 completed jobs, a 3-trial Optuna search that leaves its Pareto front, and a SLURM launcher config that
-composes. Everything tiny: a 5-step base stage shared by the module, 3 fine-tuning steps per job."""
+composes. Everything tiny: a 5-step base stage shared by the module, 3 fine-tuning steps per job.
+forgetlab's Optuna sweeper itself (failed trials, resume, storages, locks, search space) is tested on a fake
+task function in tests/test_optuna_sweeper.py."""
 
 from __future__ import annotations
 
@@ -144,9 +146,15 @@ def test_multirun_one_failing_job_then_relaunch_skips_completed(env, module_cach
     assert json.loads((sweep / "sweep_summary.json").read_text())["counts"] == {"completed": 4}
 
 
-def test_optuna_search_writes_its_pareto_front_and_continues_on_relaunch(env, module_cache):
+def journal_study(sweep: Path, name: str):
     import optuna
 
+    from forgetlab.utils.optuna_storage import prepare_storage
+
+    return optuna.load_study(study_name=name, storage=prepare_storage(str(sweep / "optuna.journal"), sweep))
+
+
+def test_optuna_search_writes_its_pareto_front_and_continues_on_relaunch(env, module_cache):
     sweep = Path(env["FORGETLAB_OUTPUTS"]) / "sweeps" / "forgetting_pareto_full"
     proc = forgetlab(["-m", "hparams_search=forgetting_pareto", *SMALL, "hydra.sweeper.n_trials=3"],
                      env, module_cache)
@@ -157,14 +165,20 @@ def test_optuna_search_writes_its_pareto_front_and_continues_on_relaunch(env, mo
     assert [o["direction"] for o in front["objectives"]] == ["maximize", "minimize"]
     assert front["n_completed"] == 3 and 1 <= len(front["front"]) <= 3
     assert front["optuna"]["solutions"]  # the sweeper's own optimization_results.yaml, carried over
-    study = optuna.load_study(study_name="forgetting_pareto_full", storage=f"sqlite:///{sweep}/optuna.db")
+    study = journal_study(sweep, "forgetting_pareto_full")  # the default storage: a journal in the sweep dir
     assert len(study.trials) == 3
-    # relaunching the same command continues the stored study
-    proc = forgetlab(["-m", "hparams_search=forgetting_pareto", *SMALL, "hydra.sweeper.n_trials=1"],
+    assert sorted(t.number for t in study.best_trials) == sorted(s["number"] for s in front["optuna"]["solutions"])
+    # each trial ran the job its parameters name, and the job's metrics are the values told to Optuna
+    for trial in study.trials:
+        run = next(d for d in trials if f"strategy.optim.steps={trial.params['strategy.optim.steps']}" in d.name
+                   and f"strategy.optim.lr={trial.params['strategy.optim.lr']}" in d.name)
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert trial.values == pytest.approx([metrics["target_gain"], metrics["mean_forgetting"]])
+    # relaunching with a larger n_trials continues the stored study: only the missing trial runs
+    proc = forgetlab(["-m", "hparams_search=forgetting_pareto", *SMALL, "hydra.sweeper.n_trials=4"],
                      env, module_cache)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    study = optuna.load_study(study_name="forgetting_pareto_full", storage=f"sqlite:///{sweep}/optuna.db")
-    assert len(study.trials) == 4
+    assert len(journal_study(sweep, "forgetting_pareto_full").trials) == 4
     assert json.loads((sweep / "pareto_front.json").read_text())["n_completed"] == 4
 
 
@@ -223,8 +237,8 @@ def test_wandb_failures_never_stop_a_run(monkeypatch, tmp_path):
 
 
 def test_optuna_search_goes_on_past_failed_trials(env, module_cache):
-    """Every trial fails (a model that cannot be built): each is recorded as failed, the search runs all its
-    trials, the launch exits 1; optuna 2.x crashed on the first NaN before."""
+    """Every trial fails (a model that cannot be built): each is told FAIL, the search runs all its trials,
+    the launch exits 1."""
     import optuna
 
     sweep = Path(env["FORGETLAB_OUTPUTS"]) / "sweeps" / "optuna_failing"
@@ -232,8 +246,8 @@ def test_optuna_search_goes_on_past_failed_trials(env, module_cache):
                       "sweep_name=optuna_failing", "model.build.dropout_rate=2.0"], env, module_cache)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 1, log[-3000:]
-    study = optuna.load_study(study_name="optuna_failing", storage=f"sqlite:///{sweep}/optuna.db")
-    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 3
+    assert [t.state for t in journal_study(sweep, "optuna_failing").trials] == [optuna.trial.TrialState.FAIL] * 3
+    assert log.count("told FAIL, the search goes on") == 3, log[-3000:]
     summary = json.loads((sweep / "sweep_summary.json").read_text())
     assert summary["counts"] == {"failed": 3} and len(summary["failed_this_launch"]) == 3
 

@@ -1,8 +1,9 @@
 """Sweeps (Hydra multirun) that survive failures and relaunches.
 
 - `objectives`: what the task function returns (a sweeper reads it): `optimized_metrics` from the config.
-  A failed job returns NaN under the basic sweeper (so the other jobs go on) and re-raises under Optuna
-  (which marks the trial failed and goes on; NaN would crash optuna 2.x's `tell`).
+  A failed job returns NaN under the basic sweeper (so the other jobs go on) and re-raises under forgetlab's
+  Optuna sweeper (hydra_plugins.forgetlab_optuna_sweeper), which tells the trial FAIL with the job's error
+  and goes on.
 - Resume: a job whose run dir is completed (forgetlab.run_dirs) is skipped on relaunch (Hydra has no
   resume of its own, hydra#3328).
 - `SweepSummary`: a Hydra callback; at the end of a multirun it lists every job of the sweep dir with its
@@ -36,7 +37,7 @@ from forgetlab.utils.io import write_json
 
 log = logging.getLogger(__name__)
 
-OPTUNA_RESULTS = "optimization_results.yaml"
+OPTUNA_RESULTS = "optimization_results.yaml"  # written by the Optuna sweeper at the end of a search
 # Objectives of the Pareto front when the config names none: learn the target, forget little.
 DEFAULT_OBJECTIVES = (("target_gain", MAXIMIZE), ("mean_forgetting", MINIMIZE))
 
@@ -58,7 +59,7 @@ def is_multirun() -> bool:
 
 
 def sweeper_marks_failures() -> bool:
-    """True under the Optuna sweeper, which records a job that raised as a failed trial and goes on."""
+    """True under an Optuna sweeper, which records a job that raised as a failed trial and goes on."""
     hc = _hydra_config()
     return hc is not None and "optuna" in str(OmegaConf.select(hc, "sweeper._target_", default="")).lower()
 
@@ -159,13 +160,8 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time() - 1.0  # file times can be a little coarse
-        # made before the sweeper starts: the Optuna study's sqlite file lives in it
+        # made before the sweeper starts (the Optuna sweeper opens its study's journal in it)
         Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        storage = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
-        if storage and "optuna" in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).lower():
-            from forgetlab.utils.optuna_storage import prepare_storage
-
-            prepare_storage(str(storage), config.hydra.sweep.dir)  # concurrent workers share the study
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
