@@ -206,6 +206,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
         "mixture": {"configured": rates, "sampled": composition(train)},
         "metric_info": describe_metrics(eval_tasks),  # which metric (and library version) scored each task
         "skipped_rows": suite.skipped_rows(),  # rows dropped on purpose by a task's loader (e.g. skip_empty)
+        "overlap": suite.overlap(),  # validation/test inputs also in train (counted, kept); where splits came from
         "truncated": lm.truncation.summary(lm.max_length),  # examples cut to fit the model, by task and split
         "lm_eval": lm_eval,  # lm-evaluation-harness tasks before/after (lm_eval.tasks), null when off
         "base": None if base is None else {k: base[k] for k in ("key", "path", "weights_sha256", "cached")},

@@ -23,7 +23,9 @@ def register_configs() -> None:
     defaults list. Called when the `forgetlab.conf` package is imported, i.e. whenever Hydra composes."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)
+    from forgetlab.config.schema import composition_schema
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=composition_schema())  # tasks.custom left open
 
 
 def resolved_container(cfg: DictConfig) -> dict[str, Any]:

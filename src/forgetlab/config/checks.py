@@ -8,20 +8,24 @@ key, the value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from forgetlab.config.schema import (
     AdapterCarry,
     BlockChoice,
+    CustomTaskConfig,
     DataKind,
     ParamsKind,
     PartialConfig,
     PenaltyKind,
     StrategyConfig,
+    TasksConfig,
     TrainConfig,
 )
 
@@ -48,9 +52,10 @@ def validate(cfg: DictConfig) -> TrainConfig:
         typed: TrainConfig = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or ""
-        msg = str(err).split("\n")[0]
+        msg = str(err).split("\n")[0] + _allowed_keys(err)
         raise ConfigError(f"{key}: {msg}" if key else msg) from None
     check_limits(typed)
+    check_custom_tasks(typed.tasks)
     check_scheduler("strategy.optim.scheduler", typed.strategy.optim.scheduler)
     check_scheduler("base.scheduler", typed.base.scheduler)
     check_optimizer("strategy.optim.optimizer", typed.strategy.optim.optimizer)
@@ -64,6 +69,121 @@ def validate(cfg: DictConfig) -> TrainConfig:
                           "evaluations, but eval.every_n_steps=0 turns them off; set eval.every_n_steps >= 1")
     check_sequence(typed)
     return typed
+
+
+def _allowed_keys(err: OmegaConfBaseException) -> str:
+    """For a key a section does not have: the keys it has (and the closest one)."""
+    section, key = getattr(err, "object_type", None), getattr(err, "key", None)
+    if not isinstance(err, (ConfigKeyError, ConfigAttributeError)) or not dataclasses.is_dataclass(section):
+        return ""
+    allowed = [f.name for f in dataclasses.fields(section) if not f.name.startswith("_")]
+    close = difflib.get_close_matches(str(key), allowed, n=1)
+    return (f" (did you mean {close[0]!r}?)" if close else "") + f"; allowed keys: {allowed}"
+
+
+def check_custom_tasks(tasks: TasksConfig) -> None:
+    """What a custom task's config alone shows is wrong, before any data or model loads: keys its kind
+    never reads, keys its kind needs, split roles and split names, sizes, label and tag settings."""
+    from forgetlab.tasks import kinds
+    from forgetlab.tasks.task import SPLITS
+
+    for name, task in tasks.custom.items():
+        key, kind = f"tasks.custom.{name}", task.kind.value
+        if kind not in kinds.KINDS:  # the schema's TaskKind and the loaders' kinds must agree
+            raise ConfigError(f"{key}.kind={kind!r} has no loader; allowed: {list(kinds.KINDS)}")
+        _check_kind_keys(key, kind, task, kinds.KIND_KEYS, kinds.REQUIRED_KEYS.get(kind, ()))
+        if task.sizes is not None:
+            bad = [role for role in task.sizes if role not in SPLITS]
+            if bad:
+                raise ConfigError(f"{key}.sizes: unknown split(s) {bad}; allowed: {list(SPLITS)}")
+            for role, size in task.sizes.items():
+                if size < 0:
+                    raise ConfigError(f"{key}.sizes.{role}={size} is out of range; allowed: [0, inf)")
+        _check_task_source(key, task, SPLITS)
+        if task.tag_column == 0:
+            raise ConfigError(f"{key}.tag_column=0 is the token column of a CoNLL line; the tag is another one "
+                              "(null = the last)")
+        if kind == "ner" and _reads_conll(task):
+            renamed = {k: v for k, v in (task.fields or {}).items() if k in ("tokens", "tags") and v != k}
+            if renamed:
+                raise ConfigError(f"{key}.fields={renamed}: a CoNLL file's sentences have the fields tokens and "
+                                  "tags only (the tag column is chosen by tag_column); remove the mapping")
+        if task.label_names is not None:
+            _check_label_names(f"{key}.label_names", task.label_names)
+
+
+def _check_kind_keys(key: str, kind: str, task: CustomTaskConfig, kind_keys: Any, required: Any) -> None:
+    only_some = sorted({k for keys in kind_keys.values() for k in keys} - kind_keys[kind])
+    stray = [k for k in only_some if getattr(task, k) is not None]
+    if stray:
+        readers: dict[str, list[str]] = {}
+        for k in stray:
+            readers.setdefault("/".join(kd for kd, keys in kind_keys.items() if k in keys), []).append(k)
+        read_by = "; ".join(f"{', '.join(ks)}: kind {kinds}" for kinds, ks in readers.items())
+        raise ConfigError(
+            f"{key}: {', '.join(stray)} {'does' if len(stray) == 1 else 'do'} not apply to kind={kind} (read "
+            f"only by {read_by}); remove {'it' if len(stray) == 1 else 'them'} with "
+            f"{' '.join(f'~{key}.{k}' for k in stray)}, or set another kind. Beyond the keys every kind reads, "
+            f"kind={kind} reads {sorted(kind_keys[kind])}")
+    absent = [k for k in required if not getattr(task, k)]
+    if absent:
+        raise ConfigError(f"{key}: kind={kind} needs {' and '.join(absent)} (e.g. {key}.prompt_template="
+                          f"'question: {{question}}' {key}.completion_template='{{answer}}'), str.format "
+                          "templates over the rows' fields")
+
+
+def _check_task_source(key: str, task: CustomTaskConfig, roles: tuple[str, ...]) -> None:
+    from forgetlab.tasks.loaders import DataFileError, folder_splits, is_split_file
+
+    if not task.splits:
+        if not task.source:
+            raise ConfigError(f"{key}.source is not set: a file, a dataset folder or a hub dataset name (or name "
+                              f"a file per role in {key}.splits)")
+        return
+    unknown = [role for role in task.splits if role not in roles]
+    if unknown:
+        raise ConfigError(f"{key}.splits: unknown role(s) {unknown}; allowed roles: {list(roles)} (each maps to "
+                          "a split of the source, or a file)")
+    if task.split is not None:
+        raise ConfigError(f"{key}: split={task.split!r} (one split, carved into three) and splits (the dataset's "
+                          f"own) exclude each other; remove one, e.g. ~{key}.split")
+    named = {role: v for role, v in task.splits.items() if not is_split_file(v)}
+    if named and not task.source:
+        raise ConfigError(f"{key}.splits {named} name splits of a dataset, but {key}.source is not set (a file "
+                          "per role is a value with a suffix or a '/', e.g. data/train.jsonl)")
+    path = Path(task.source or "").expanduser()
+    if named and task.source and path.is_dir():
+        try:
+            available = folder_splits(path, "", task.config_name)
+        except DataFileError as err:
+            raise ConfigError(f"{key}.source: {err}") from None
+        for role, split in named.items():
+            if available is None:
+                raise ConfigError(f"{key}.splits.{role}={split!r}: {path} holds one saved dataset without splits; "
+                                  "leave out splits (it is carved) or name a file per role")
+            if split not in available:
+                raise ConfigError(f"{key}.splits.{role}={split!r}: {path} has no such split; its splits: "
+                                  f"{available}")
+
+
+def _reads_conll(task: CustomTaskConfig) -> bool:
+    """Whether an ner task reads CoNLL text files (rather than a dataset with its own columns)."""
+    from forgetlab.tasks.loaders import SUFFIX_FORMATS, is_split_file
+
+    files = [task.source] if task.source and not task.splits else []
+    files += [v for v in (task.splits or {}).values() if is_split_file(v)]
+    if task.format is not None:
+        return task.format.value in ("conll", "text") and bool(files)
+    return any(SUFFIX_FORMATS.get(Path(f).suffix.lower(), "") in ("conll", "text") for f in files)
+
+
+def _check_label_names(key: str, names: Any) -> None:
+    values = list(names.values()) if isinstance(names, dict) else names if isinstance(names, list) else None
+    if not values or not all(isinstance(v, str) and v.strip() for v in values):
+        raise ConfigError(f"{key}={names!r}: expected label words, as a list ([negative, positive]) or a mapping "
+                          "from stored labels ({0: negative, 1: positive})")
+    if isinstance(names, list) and len(set(values)) != len(values):
+        raise ConfigError(f"{key}={names!r}: a label word appears twice")
 
 
 def free_form_keys(schema: type, prefix: str = "") -> list[str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 
 def knob(default: Any = MISSING, help: str = "", **limits: float) -> Any:
@@ -256,6 +256,79 @@ class LmEvalConfig:
     batch_size: int = knob(8, "lm-eval batch size", min=1)
 
 
+class TaskKind(str, Enum):
+    instruction = "instruction"  # any rows, rendered by your prompt_template / completion_template
+    summarization = "summarization"  # dialogue -> summary (several references), ROUGE
+    ner = "ner"  # CoNLL tokens/tags -> "person: Anna; location: Paris", entity F1
+    classification = "classification"  # sentence -> label name, macro-F1 and accuracy
+    text = "text"  # held-out text, scored by per-token loss (perplexity), never generated
+
+
+class DataFormat(str, Enum):
+    jsonl = "jsonl"
+    json = "json"
+    csv = "csv"
+    tsv = "tsv"
+    conll = "conll"  # token ... tag lines, a blank line between sentences
+    text = "text"  # paragraphs (or lines, text_unit=line) of plain text
+    parquet = "parquet"  # a parquet file (read by `datasets`, features such as ClassLabel kept)
+    hub = "hub"  # through `datasets`: a hub name, or a local dataset folder
+
+
+class TextUnit(str, Enum):
+    paragraph = "paragraph"  # blank-line separated paragraphs
+    line = "line"  # every non-empty line
+
+
+@dataclass
+class CustomTaskConfig:
+    """One of your own tasks (`tasks.custom.<name>`): where its rows come from, what they are (`kind`), how
+    they become prompts and answers, and which splits it has. Null keys keep the loader's own behaviour
+    (forgetlab.tasks.external.build_external_task). Keys for one kind only are refused on the others."""
+
+    kind: TaskKind = knob(TaskKind.instruction, "instruction | summarization | ner | classification | text")
+    source: str | None = knob(None, "a local file (.jsonl .json .csv .tsv .txt .conll .parquet), a local dataset "
+                                    "folder (datasets' save_to_disk, or parquet/JSONL/CSV files per split), or a "
+                                    "hub dataset name; may be left out when `splits` names a file per role")
+    format: DataFormat | None = knob(None, "how to read `source`; null = from its suffix (a folder or any other "
+                                           "name: hub)")
+    config_name: str | None = knob(None, "the dataset's configuration (hub, or a folder's subfolder), e.g. "
+                                         "wikitext-2-raw-v1")
+    split: str | None = knob(None, "the one split of a hub dataset or folder that is carved into train/validation/"
+                                   "test; null = train. Use `splits` for the dataset's own splits")
+    splits: dict[str, str] | None = knob(None, "the dataset's own splits by role, {train: train, validation: "
+                                               "validation, test: test}; a value with a file suffix or a '/' is a "
+                                               "file ({train: data/train.jsonl, test: data/test.jsonl}). A role "
+                                               "left out is carved out of train (or of the first split named)")
+    fields: dict[str, Any] | None = knob(None, "the kind's field names -> the source's columns, e.g. {tags: "
+                                               "ner_tags}; summarization's summary may list several columns")
+    prompt_template: str | None = knob(None, "instruction: the prompt, a str.format template over the rows' "
+                                             "fields, e.g. 'question: {question}'")
+    completion_template: str | None = knob(None, "instruction: the answer's template, e.g. '{answer}'")
+    extra_templates: list[str] | None = knob(None, "instruction: more prompt wordings, one drawn per row")
+    key_field: str | None = knob(None, "instruction: the field that identifies an input (rows sharing it stay in "
+                                       "one split); null = the rendered prompt")
+    templates: list[str] | None = knob(None, "summarization/ner/classification: prompt wordings replacing the "
+                                             "kind's three defaults ({dialogue}; {sentence}; {sentence} "
+                                             "{options} {options_or})")
+    metric: Any = knob(None, "a metric name (exact_match, rouge, entity_f1, macro_f1, ...), {name, headline} or "
+                             "{_target_: your.metric}; null = the kind's own")
+    label_names: Any = knob(None, "classification: names of the stored labels, [negative, positive] or {0: "
+                                  "negative, 1: positive}; null = a ClassLabel's names, else the labels as written")
+    tag_names: list[str] | None = knob(None, "ner: names of numeric tags; null = the source's ClassLabel names")
+    entity_types: dict[str, str] | None = knob(None, "ner: tag type -> word in the answer; null = CoNLL's PER "
+                                                     "person, LOC location, ORG organisation, MISC misc")
+    text_unit: TextUnit | None = knob(None, "plain text files: paragraph | line; null = paragraph")
+    tag_column: int | None = knob(None, "ner, CoNLL files: the column holding the tag (0 is the token); null = "
+                                        "the last")
+    sizes: dict[str, int] | None = knob(None, "this task's {train, validation, test} sizes; null = tasks.sizes")
+    seed: int | None = knob(None, "seed of this task's split and subsets; null = tasks.seed")
+    shrink: bool = knob(False, "fewer distinct inputs than `sizes` asks: scale every carved split down (with a "
+                               "warning) instead of failing")
+    skip_empty: bool = knob(False, "skip (and count in metrics.json skipped_rows) rows with an empty needed "
+                                   "field instead of failing")
+
+
 @dataclass
 class TasksConfig:
     """The tasks of an experiment (built by `_target_`, forgetlab.tasks.suite.build_suite)."""
@@ -270,7 +343,9 @@ class TasksConfig:
     sizes: dict[str, int] = knob(help="examples per split: {train, validation, test}")
     seed: int = knob(1234, "seed that generates the built-in tasks' rows")
     templates: dict[str, list[str]] = knob({}, "task -> prompt templates replacing the built-in ones")
-    custom: dict[str, Any] = knob({}, "your own tasks by name (conf/tasks/custom_jsonl.yaml)")
+    custom: dict[str, CustomTaskConfig] = knob({}, "your own tasks by name, each a CustomTaskConfig "
+                                                   "(conf/tasks/custom_jsonl.yaml); a new name composes as "
+                                                   "tasks.custom.<name>.source=...")
 
 
 @dataclass
@@ -318,3 +393,27 @@ class TrainConfig:
     trainer: Any = knob(help="lightning.pytorch.Trainer arguments (conf/trainer/)")
     logger: Any = knob({}, "Lightning loggers by name (conf/logger/)")
     callbacks: Any = knob({}, "Lightning callbacks by name (conf/callbacks/)")
+
+
+@dataclass
+class _ComposedTasksConfig(TasksConfig):
+    custom: dict[str, Any] = knob({}, "TasksConfig.custom, left open while Hydra composes")
+
+
+_ComposedTasksConfig.__name__ = "TasksConfig"  # what a composition error names ("Key 'x' not in 'TasksConfig'")
+
+
+@dataclass
+class _ComposedTrainConfig(TrainConfig):
+    tasks: _ComposedTasksConfig = field(default_factory=_ComposedTasksConfig)
+
+
+def composition_schema() -> DictConfig:
+    """What Hydra composes onto (`train_schema`): TrainConfig, except that `tasks.custom` is an open mapping.
+    OmegaConf cannot add an entry to a dict of structured values from a dotted override, so with the typed
+    dict `tasks.custom.<new name>.source=...` would fail even with `+`; open, every such override composes,
+    and `forgetlab.config.checks.validate` then types each entry as a CustomTaskConfig, naming a misspelt
+    key and the allowed ones before anything is built."""
+    node = OmegaConf.structured(_ComposedTrainConfig)
+    OmegaConf.set_struct(node.tasks.custom, False)
+    return node

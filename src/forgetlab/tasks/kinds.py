@@ -7,13 +7,13 @@ column names. Rows with an empty needed field fail, or with `skip_empty: true` a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from forgetlab.evaluation.entities import CONLL_TYPES, format_entities, is_valid_tag, tags_to_entities
 from forgetlab.tasks.assemble import Example
-from forgetlab.tasks.loaders import Row, Table, empty_fields, require, template_fields
+from forgetlab.tasks.loaders import DataFileError, Row, Table, empty_fields, require, template_fields
 
 KINDS = ("instruction", "summarization", "ner", "classification", "text")
 
@@ -40,9 +40,26 @@ TEMPLATE_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "summarization": ("dialogue",), "ner": ("sentence",), "classification": ("sentence", "options", "options_or"),
     "text": (),
 })
+# Keys of a custom task (forgetlab.config.schema.CustomTaskConfig) that only some kinds read; every other key
+# applies to all kinds. Checked before anything loads (forgetlab.config.checks), so a key a kind would ignore
+# is refused, naming the kind.
+KIND_KEYS: Mapping[str, frozenset[str]] = MappingProxyType({
+    "instruction": frozenset({"prompt_template", "completion_template", "extra_templates", "key_field", "text_unit",
+                              "metric"}),
+    "summarization": frozenset({"templates", "fields", "metric"}),
+    "ner": frozenset({"templates", "fields", "metric", "tag_names", "entity_types", "tag_column"}),
+    "classification": frozenset({"templates", "fields", "metric", "label_names"}),
+    "text": frozenset({"fields", "text_unit"}),
+})
+# Keys every instruction task needs (the other kinds have default wordings and fields).
+REQUIRED_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "instruction": ("prompt_template", "completion_template"),
+})
 DEFAULT_METRICS: Mapping[str, str] = MappingProxyType({
     "instruction": "exact_match", "summarization": "rouge", "ner": "entity_f1",
     "classification": "macro_f1", "text": "perplexity",
+    # free-text answers: ROUGE credits partial overlap, where exact match is ~0 for long answers and hides
+    # gradual forgetting (ROUGE-L is what SuperNI and TRACE report for such tasks)
 })
 
 
@@ -50,6 +67,7 @@ DEFAULT_METRICS: Mapping[str, str] = MappingProxyType({
 class Prepared:
     examples: list[Example]
     skipped: int = 0
+    options: list[str] = field(default_factory=list)  # classification: the answer options its prompts show
 
 
 def _keep(table: Table, row: Row, names: Sequence[str], skip_empty: bool) -> bool:
@@ -91,13 +109,16 @@ def instruction_examples(
 def summarization_examples(table: Table, fields: Mapping[str, Any] | None, skip_empty: bool) -> Prepared:
     """`dialogue` -> summaries; `summary` may name one column, a list of columns, or a column of lists:
     every summary is a reference, the first one is the training target. Rows that repeat a dialogue (one
-    row per annotator) become one example holding all their summaries."""
+    row per annotator) become one example holding all their summaries. Of a list of columns a row needs
+    one at least (DialogSum's own files: `summary` in train, `summary1..3` in test; see
+    `check_summary_columns` for a listed column no row has)."""
     source, summary = _col(fields, "dialogue"), _col(fields, "summary")
-    summary_cols = [summary] if isinstance(summary, str) else list(summary)
+    listed = [summary] if isinstance(summary, str) else list(summary)
     out = Prepared([])
     by_text: dict[str, list[str]] = {}
     for row in table.rows:
-        require(table, row, [source, *summary_cols])
+        summary_cols = [c for c in listed if c in row.fields] or listed
+        require(table, row, [source, *summary_cols], "fields.summary" if len(listed) > 1 else "")
         refs: list[Any] = []
         for col in summary_cols:
             value = row.fields[col]
@@ -112,6 +133,19 @@ def summarization_examples(table: Table, fields: Mapping[str, Any] | None, skip_
         by_text.setdefault(text, []).extend(str(r).strip() for r in refs)
     out.examples = [Example(t, {"dialogue": t}, refs[0], list(dict.fromkeys(refs))) for t, refs in by_text.items()]
     return out
+
+
+def check_summary_columns(tables: Sequence[Table], fields: Mapping[str, Any] | None) -> None:
+    """Each of several listed summary columns must occur in some row of the task's tables (a misspelt one
+    would otherwise just never be read)."""
+    summary = _col(fields, "summary")
+    if isinstance(summary, str):
+        return
+    for col in summary:
+        if not any(col in row.fields for t in tables for row in t.rows):
+            found = sorted({f for t in tables for f in t.rows[0].fields})
+            raise DataFileError(f"task {tables[0].task!r}: fields.summary lists {col!r}, a column no row of "
+                                f"{', '.join(t.path for t in tables)} has; columns found: {found}")
 
 
 def _is_blank(value: Any) -> bool:
@@ -171,9 +205,11 @@ def classification_examples(
     fields: Mapping[str, Any] | None,
     label_names: Mapping[Any, str] | Sequence[str] | None,
     skip_empty: bool,
+    options: Sequence[str] | None = None,
 ) -> Prepared:
     """`sentence` -> label name; `label_names` maps stored labels to words ({0: negative, 1: positive});
-    without it a hub ClassLabel's names are used, else the labels as written."""
+    without it a hub ClassLabel's names are used, else the labels as written. The answer options shown in
+    prompts are the label names, or `options` (the labels of every split of a task), else this table's."""
     sentence_col, label_col = _col(fields, "sentence"), _col(fields, "label")
     if label_names is None and label_col in table.class_names:
         label_names = table.class_names[label_col]
@@ -192,10 +228,15 @@ def classification_examples(
             continue
         raw = str(row.fields[label_col]).strip()
         if mapping is not None and raw not in mapping:
-            raise table.error(row, f"label {raw!r} is not in label_names {sorted(mapping)}")
+            hidden = " (a split whose labels are hidden, as GLUE test sets mark them with -1: use another " \
+                     "split as test, e.g. splits: {train: train, test: validation})" if raw == "-1" else ""
+            raise table.error(row, f"label {raw!r} is not in label_names {sorted(mapping)}{hidden}")
         kept.append((str(row.fields[sentence_col]).strip(), mapping[raw] if mapping is not None else raw))
-    options = list(dict.fromkeys(mapping.values())) if mapping is not None else sorted({lab for _, lab in kept})
-    extra = {"options": ", ".join(options), "options_or": " or ".join(options)}
+    if mapping is not None:
+        out.options = list(dict.fromkeys(mapping.values()))
+    else:
+        out.options = list(options) if options is not None else sorted({lab for _, lab in kept})
+    extra = {"options": ", ".join(out.options), "options_or": " or ".join(out.options)}
     out.examples = [Example(s, {"sentence": s, **extra}, label) for s, label in kept]
     return out
 

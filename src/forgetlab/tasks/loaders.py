@@ -1,4 +1,6 @@
-"""Read a task's raw rows from a local file (JSONL, JSON, CSV, TSV, CoNLL, plain text) or a hub dataset.
+"""Read a task's raw rows from a local file (JSONL, JSON, CSV, TSV, CoNLL, plain text, parquet), a local
+dataset folder (written by `datasets`' save_to_disk, or data files per split) or a hub dataset; one split, or
+the dataset's own splits by role (`load_split_tables`).
 
 Every problem with the data raises `DataFileError` (a `ValueError`) whose message names the task, the
 file, the line (or row) and the fields that were found, so a user can open the file at the right place.
@@ -23,9 +25,9 @@ from forgetlab.evaluation.entities import is_valid_tag
 # File suffix -> format; anything else that is not an existing file is taken for a hub dataset name.
 SUFFIX_FORMATS = {
     ".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".txt": "text",
-    ".conll": "conll", ".iob": "conll", ".bio": "conll",
+    ".conll": "conll", ".iob": "conll", ".bio": "conll", ".parquet": "parquet",
 }
-FORMATS = ("jsonl", "json", "csv", "tsv", "conll", "text", "hub")
+FORMATS = ("jsonl", "json", "csv", "tsv", "conll", "text", "parquet", "hub")
 
 
 class DataFileError(ValueError):
@@ -172,6 +174,9 @@ def read_conll(path: Path, task: str, tag_column: int = -1) -> list[Row]:
             continue
         if len(cols) < 2:
             raise _fail(task, path, f"line {number}", f"expected 'token<TAB>tag', found {line!r}")
+        if not -len(cols) <= tag_column < len(cols) or tag_column in (0, -len(cols)):
+            raise _fail(task, path, f"line {number}", f"tag_column={tag_column}, but the line has {len(cols)} "
+                        f"columns (0 is the token): {line!r}")
         tag = cols[tag_column]
         if not is_valid_tag(tag):
             raise _fail(task, path, f"line {number}", f"tag {tag!r} is not 'O' or B-/I-/E-/S-<type>")
@@ -214,25 +219,144 @@ def _class_names(features: Any) -> dict[str, list[str]]:
     return out
 
 
-def read_hub(source: str, task: str, split: str | None, config_name: str | None) -> Table:
-    from datasets import DatasetDict, load_dataset
+def read_parquet(path: Path, task: str) -> Table:
+    """A parquet file through `datasets`, so the features it stores (ClassLabel names) come with it."""
+    from datasets import load_dataset
 
-    split = split or "train"
     try:
-        data = load_dataset(source, config_name, split=split)
+        data = load_dataset("parquet", data_files=str(path), split="train")
+    except Exception as err:  # pyarrow and datasets raise many types for a damaged file
+        raise _fail(task, path, "row 0", f"cannot read as parquet: {type(err).__name__}: {err}") from err
+    return _dataset_table(task, str(path), data)
+
+
+def is_split_file(value: str) -> bool:
+    """A `splits` value naming a file (`data/train.jsonl`: a '/' or a data file suffix) rather than a split of
+    the source (`train`)."""
+    return "/" in value or "\\" in value or Path(value).suffix.lower() in SUFFIX_FORMATS
+
+
+def _dataset_folder(path: Path, task: str, config_name: str | None) -> Path:
+    """The folder holding the data: `path`, or its `config_name` subfolder (a hub repo's layout,
+    wikitext/wikitext-2-raw-v1/train-*.parquet)."""
+    if not config_name or (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        return path
+    sub = path / config_name
+    if not sub.is_dir():
+        found = sorted(p.name for p in path.iterdir() if p.is_dir())
+        raise DataFileNotFound(f"task {task!r}: {path}: config_name {config_name!r} names no subfolder of the "
+                               f"dataset folder; its subfolders: {found}")
+    return sub
+
+
+def folder_splits(path: Path, task: str, config_name: str | None = None) -> list[str] | None:
+    """The split names of a local dataset folder, read without loading it: a saved DatasetDict's
+    dataset_dict.json, else the split names `datasets` infers from the file names (train*, valid*/dev*,
+    test*); None for a folder holding one saved Dataset (it has no splits)."""
+    folder = _dataset_folder(path, task, config_name)
+    if (folder / "dataset_dict.json").is_file():
+        return list(json.loads((folder / "dataset_dict.json").read_text())["splits"])
+    if (folder / "state.json").is_file():
+        return None
+    from datasets.data_files import EmptyDatasetError, get_data_patterns
+
+    try:
+        return [str(name) for name in get_data_patterns(str(folder))]
+    except EmptyDatasetError as err:
+        raise DataFileNotFound(f"task {task!r}: {folder}: no data files found in the dataset folder ({err})") from None
+
+
+def open_dataset(source: str, task: str, config_name: str | None, split: str | None = None) -> Any:
+    """A hub dataset or a local dataset folder through `datasets` (a DatasetDict, or a Dataset when `split`
+    is given to a hub load or the folder holds one saved Dataset)."""
+    from datasets import load_dataset, load_from_disk
+
+    path = Path(source).expanduser()
+    try:
+        if path.is_dir():
+            folder = _dataset_folder(path, task, config_name)
+            if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
+                return load_from_disk(str(folder))
+            return load_dataset(str(folder))
+        return load_dataset(source, config_name, split=split) if split else load_dataset(source, config_name)
+    except DataFileError:
+        raise
     except Exception as err:  # datasets raises many types for "not found" / "offline"
+        if path.is_dir():
+            raise DataFileError(f"task {task!r}: {path}: cannot load the dataset folder: {type(err).__name__}: "
+                                f"{err}") from err
         raise DataFileNotFound(
             f"task {task!r}: could not load hub dataset {source!r} (config {config_name!r}, split {split!r}): "
             "it is not a local file (known suffixes: "
-            f"{sorted(SUFFIX_FORMATS)}) and not available offline (HF_HUB_OFFLINE=1 needs it in the local "
-            f"cache). Original error: {type(err).__name__}: {err}"
+            f"{sorted(SUFFIX_FORMATS)}), not a local dataset folder, and not available offline "
+            f"(HF_HUB_OFFLINE=1 needs it in the local cache). Original error: {type(err).__name__}: {err}"
         ) from err
-    if isinstance(data, DatasetDict):
-        data = data[split]
+
+
+def _pick_split(data: Any, source: str, task: str, split: str, key: str) -> Any:
+    from datasets import DatasetDict
+
+    if not isinstance(data, DatasetDict):
+        if key.endswith(".split") and split == "train":
+            return data  # one saved Dataset: the whole of it
+        raise DataFileError(f"task {task!r}: {source}: holds one dataset without splits, so {key}={split!r} "
+                            "cannot be chosen; leave it out (the data is carved into train/validation/test)")
+    if split not in data:
+        raise DataFileError(f"task {task!r}: {source} has no split {split!r} ({key}); its splits: {sorted(data)}")
+    return data[split]
+
+
+def _dataset_table(task: str, where: str, data: Any) -> Table:
     rows = [Row(f"row {i}", dict(r)) for i, r in enumerate(data)]
     if not rows:
-        raise DataFileError(f"task {task!r}: hub dataset {source!r} split {split!r}: row 0: the split is empty")
-    return Table(task, f"hub:{source}[{split}]", rows, _class_names(data.features))
+        raise DataFileError(f"task {task!r}: {where}: row 0: the split is empty")
+    return Table(task, where, rows, _class_names(data.features))
+
+
+def _shown(source: str) -> str:
+    return source if Path(source).expanduser().is_dir() else f"hub:{source}"
+
+
+def read_hub(source: str, task: str, split: str | None, config_name: str | None) -> Table:
+    """One split (default train) of a hub dataset or a local dataset folder."""
+    from datasets import DatasetDict
+
+    split = split or "train"
+    if Path(source).expanduser().is_dir():
+        data = _pick_split(open_dataset(source, task, config_name), source, task, split, f"tasks.custom.{task}.split")
+    else:
+        data = open_dataset(source, task, config_name, split)
+        if isinstance(data, DatasetDict):
+            data = _pick_split(data, source, task, split, f"tasks.custom.{task}.split")
+    return _dataset_table(task, f"{_shown(source)}[{split}]", data)
+
+
+def load_split_tables(
+    source: str | None,
+    task: str,
+    splits: dict[str, str],
+    format: str | None = None,
+    config_name: str | None = None,
+    text_unit: str = "paragraph",
+    tag_column: int = -1,
+    plain_format: str = "text",
+) -> dict[str, Table]:
+    """The table of each role in `splits` ({train: train, test: test}, or {train: data/train.jsonl}): a split
+    of `source` (a hub dataset or a local dataset folder, loaded once) or a file of its own."""
+    named = {role: v for role, v in splits.items() if not is_split_file(str(v))}
+    tables: dict[str, Table] = {}
+    if named:
+        if not source:
+            raise ValueError(f"task {task!r}: splits {named} name splits of a dataset, but `source` is not set")
+        data = open_dataset(source, task, config_name)
+        for role, name in named.items():
+            picked = _pick_split(data, source, task, str(name), f"tasks.custom.{task}.splits.{role}")
+            tables[role] = _dataset_table(task, f"{_shown(source)}[{name}]", picked)
+    for role, value in splits.items():
+        if role not in named:
+            tables[role] = load_table(str(value), task, format=format, config_name=config_name,
+                                      text_unit=text_unit, tag_column=tag_column, plain_format=plain_format)
+    return tables
 
 
 def load_table(
@@ -257,10 +381,12 @@ def load_table(
         fmt = SUFFIX_FORMATS.get(suffix, "hub")
     if fmt not in FORMATS:
         raise ValueError(f"task {task!r}: unknown format {fmt!r}; allowed: {list(FORMATS)}")
-    if fmt == "hub":
+    if fmt == "hub" or path.is_dir():
         return read_hub(source, task, split, config_name)
     if not path.is_file():
         raise DataFileNotFound(f"task {task!r}: dataset file {str(path)!r} does not exist (tasks.custom.*.source)")
+    if fmt == "parquet":
+        return read_parquet(path, task)
     readers = {
         "jsonl": lambda: read_jsonl(path, task),
         "json": lambda: read_json(path, task),

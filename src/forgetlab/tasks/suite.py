@@ -4,6 +4,7 @@ the evaluation tasks scored before and after. Unknown names fail here, before an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from forgetlab.tasks.external import build_external_task
@@ -24,6 +25,12 @@ class TaskSuite:
     def skipped_rows(self) -> dict[str, int]:
         """Rows each task's loader skipped on purpose (`skip_empty: true`), for metrics.json."""
         return {n: t.skipped_rows for n, t in self.tasks.items()}
+
+    def overlap(self) -> dict[str, dict[str, Any]]:
+        """Per task, for metrics.json: validation and test inputs that its train split holds too (a
+        dataset's own splits may share some; counted, never dropped) and where each split came from."""
+        return {n: {"validation_in_train": t.overlap.get("validation", 0), "test_in_train": t.overlap.get("test", 0),
+                    "splits": dict(t.split_origins)} for n, t in self.tasks.items()}
 
     def fingerprints(self) -> dict[str, dict[str, str]]:
         return {n: {s: t.fingerprint(s) for s in t.splits} for n, t in self.tasks.items()}
@@ -58,10 +65,16 @@ def build_suite(
     tasks: dict[str, InstructionTask] = {}
     for name in needed:
         if name in custom:
-            spec = dict(custom[name])
-            spec.setdefault("sizes", dict(sizes))
+            spec = task_spec(custom[name])
+            spec["sizes"] = {**dict(sizes), **spec.get("sizes", {})}  # a task may change some sizes only
             spec.setdefault("seed", seed)
             tasks[name] = build_external_task(name=name, **spec)
         else:
             tasks[name] = build_builtin_task(name, dict(sizes), seed, (templates or {}).get(name), cache_dir)
     return TaskSuite(target=target, base=list(base), eval=eval_names, tasks=tasks)
+
+
+def task_spec(entry: dict[str, Any]) -> dict[str, Any]:
+    """A custom task's settings as `build_external_task` takes them: unset (null) keys dropped, so its own
+    defaults apply, and enum values (a typed CustomTaskConfig's kind, format) as their names."""
+    return {k: v.value if isinstance(v, Enum) else v for k, v in dict(entry).items() if v is not None}

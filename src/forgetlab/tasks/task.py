@@ -26,7 +26,8 @@ class InstructionTask:
     `kind` says how the task was built ("instruction", "summarization", "ner", "classification": generate,
     then score with `metric`) or "text" (held-out text: prompt "", completion = the text; never
     generated, scored by its per-token loss only). `skipped_rows` counts input rows
-    the loader left out on purpose (e.g. empty references with `skip_empty: true`).
+    the loader left out on purpose (e.g. empty references with `skip_empty: true`); `overlap` counts inputs
+    of validation/test that train holds too (reported, never dropped).
     """
 
     name: str
@@ -37,6 +38,10 @@ class InstructionTask:
     templates: list[str] = field(default_factory=list)
     kind: str = "instruction"
     skipped_rows: int = 0
+    # where each split came from ("train" / "carved out of train" / "generated"), and how many distinct
+    # validation and test inputs also occur in the train split (a dataset's own splits may share some)
+    split_origins: dict[str, str] = field(default_factory=lambda: {s: "generated" for s in SPLITS})
+    overlap: dict[str, int] = field(default_factory=lambda: {"validation": 0, "test": 0})
     _fingerprints: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def fingerprint(self, split: str) -> str:
