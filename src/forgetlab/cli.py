@@ -21,7 +21,7 @@ from typing import NoReturn
 import hydra
 from omegaconf import DictConfig
 
-from forgetlab.run_dirs import METRICS_FILE, REPAIR_FILE, run_state, shown
+from forgetlab.run_dirs import INTERPOLATION_FILE, METRICS_FILE, REPAIR_FILE, run_state, shown
 from forgetlab.utils import sweep
 from forgetlab.utils.io import write_json
 
@@ -83,7 +83,14 @@ def result_line(cfg: DictConfig, metrics: dict) -> str:
 
 
 def finish_repair(cfg: DictConfig, run_dir: Path) -> None:
-    """A completed job killed during its post-hoc repair step gets the repair on relaunch."""
+    """A completed job killed during its post-hoc steps (repair, interpolation) gets the missing ones on
+    relaunch."""
+    alphas = cfg.get("diagnostics", {}).get("interpolate")
+    if alphas and not (run_dir / INTERPOLATION_FILE).is_file():
+        from forgetlab.strategies.interpolate import interpolate_run  # lazy, as below
+
+        log.info("interpolating %s (its interpolation step had not finished)", shown(run_dir))
+        interpolate_run(run_dir, list(alphas), list(cfg.select.budgets), bool(cfg.diagnostics.get("extrapolate")))
     lambdas = cfg.get("diagnostics", {}).get("repair_lambdas")
     if lambdas and not (run_dir / REPAIR_FILE).is_file():
         from forgetlab.strategies.repair import repair_run  # lazy: torch stays unimported for --help

@@ -268,4 +268,9 @@ def run_continual(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[st
                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
     }
     write_json(run_dir / METRICS_FILE, metrics)
+    if config.diagnostics.interpolate:  # every stage's curve against stage 0 (interpolation.json beside it)
+        from forgetlab.strategies.interpolate import interpolate_run
+
+        interpolate_run(run_dir, config.diagnostics.interpolate, config.select.budgets,
+                        config.diagnostics.extrapolate)
     return metrics

@@ -68,7 +68,17 @@ def validate(cfg: DictConfig) -> TrainConfig:
         raise ConfigError(f"select.max_forgetting={typed.select.max_forgetting} chooses among the periodic "
                           "evaluations, but eval.every_n_steps=0 turns them off; set eval.every_n_steps >= 1")
     check_sequence(typed)
+    check_alphas(typed.diagnostics.interpolate, typed.diagnostics.extrapolate, "diagnostics.interpolate")
     return typed
+
+
+def check_alphas(alphas: Any, extrapolate: bool, key: str) -> None:
+    """Interpolation weights in [0, 1]; outside only when extrapolation is deliberate (`extrapolate`)."""
+    outside = [a for a in alphas or [] if not 0.0 <= float(a) <= 1.0]
+    if outside and not extrapolate:
+        raise ConfigError(f"{key}: alphas {outside} lie outside [0, 1] (0 = the starting model, 1 = the run); "
+                          "extrapolating is allowed only deliberately: diagnostics.extrapolate=true "
+                          "(forgetlab-interpolate --extrapolate)")
 
 
 def _allowed_keys(err: OmegaConfBaseException) -> str:

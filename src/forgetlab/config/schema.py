@@ -233,6 +233,11 @@ class DiagnosticsConfig:
                                            "off. Sweepable: diagnostics.repair_lambdas='[1,0.5,0]'")
     repair_budget: float | None = knob(5.0, "mean forgetting (points) the best repair lambda may cost; null = "
                                             "report no best lambda", min=0.0)
+    interpolate: list[float] = knob([], "after the run, rescore every task at theta0 + alpha (theta - theta0) for "
+                                        "each alpha (interpolation.json, as forgetlab-interpolate does; best alpha "
+                                        "under each select.budgets); empty = off. Sweepable: "
+                                        "diagnostics.interpolate='[0,0.25,0.5,0.75,1]'")
+    extrapolate: bool = knob(False, "allow interpolation alphas outside [0, 1] (deliberate extrapolation)")
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from forgetlab.report import interpolation
 from forgetlab.report.aggregate import Group, group_runs
 from forgetlab.report.collect import Run, collect_runs
 from forgetlab.report.forgotten import GroupForgotten, forgotten_sections
@@ -55,13 +56,20 @@ def build_report(paths: list[str | Path], out: str | Path | None = None) -> Repo
     if repairs:
         labels = {str(r.path): g.label for g in groups for r in g.runs}
         plots["repair_curve"] = plot_repair(repairs, out / REPAIR_PLOT, labels)
+    sections = []
+    interpolations = interpolation.load_interpolations(runs)  # forgetlab-interpolate / diagnostics.interpolate
+    if interpolations:
+        labels = {str(r.path): g.label for g in groups for r in g.runs}
+        plots["interpolation_curve"] = interpolation.plot_interpolation(interpolations, out / interpolation.PLOT_FILE,
+                                                                        labels)
+        sections.append((interpolation.TITLE, interpolation.EXPLAIN, interpolation.interpolation_table(interpolations)))
     sources = [shown(p) for p in paths]  # relative to the working directory when below it
     forgotten = forgotten_sections(groups)  # from the runs' predictions files, where they have them
     files = {
-        "markdown": write_markdown(out / "report.md", groups, runs, plots, sources, repair,
+        "markdown": write_markdown(out / "report.md", groups, runs, plots, sources, repair, sections,
                                    forgotten=forgotten),
         "csv": write_csv(out / "report.csv", groups),
-        "html": write_html(out / "report.html", groups, runs, plots, sources, repair,
+        "html": write_html(out / "report.html", groups, runs, plots, sources, repair, sections,
                            forgotten=forgotten),
         **plots,
     }

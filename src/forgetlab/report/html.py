@@ -58,6 +58,7 @@ def embed_png(path: Path) -> str:
 
 def write_html(path: Path, groups: list[Group], runs: list[Run], plots: dict[str, Path],
                sources: list[str], repair: tuple[list[str], list[list[str]]] | None = None,
+               sections: list[tuple[str, str, tuple[list[str], list[list[str]]]]] = (),
                forgotten: list[GroupForgotten] | None = None) -> Path:
     done = sum(r.ok for r in runs)
     parts = [
@@ -94,6 +95,8 @@ def write_html(path: Path, groups: list[Group], runs: list[Run], plots: dict[str
     ]
     if repair:
         parts += ["<h2>Intruder repair</h2>", f"<p>{escape(REPAIR_EXPLAIN)}</p>", _table(*repair)]
+    for title, explain, table in sections:
+        parts += [f"<h2>{escape(title)}</h2>", f"<p>{escape(explain)}</p>", _table(*table)]
     parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
