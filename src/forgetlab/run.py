@@ -27,6 +27,7 @@ from forgetlab.models.truncation import TruncationLog
 from forgetlab.run_dirs import CHECKPOINT_DIR, METRICS_FILE, make_run_dir
 from forgetlab.strategies.adapters import apply_params
 from forgetlab.strategies.checks import check_strategy
+from forgetlab.strategies.interpolate import interpolate_run
 from forgetlab.strategies.penalties import build_penalty
 from forgetlab.strategies.repair import repair_run
 from forgetlab.strategies.saving import save_final_model
@@ -226,4 +227,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
     write_json(run_dir / METRICS_FILE, metrics)
     if config.diagnostics.repair_lambdas:  # the post-hoc repair as a step of the run (repair.json beside it)
         repair_run(run_dir, config.diagnostics.repair_lambdas, config.diagnostics.repair_budget)
+    if config.diagnostics.interpolate:  # theta0 + alpha (theta - theta0) rescored (interpolation.json beside it)
+        interpolate_run(run_dir, config.diagnostics.interpolate, config.select.budgets,
+                        config.diagnostics.extrapolate)
     return metrics

@@ -154,7 +154,9 @@ REPAIR_EXPLAIN = ("forgetlab-repair RUN_DIR: every linear weight's intruder sing
 
 def write_markdown(path: Path, groups: list[Group], runs: list[Run], plots: dict[str, Path],
                    sources: list[str], repair: tuple[list[str], list[list[str]]] | None = None,
+                   sections: list[tuple[str, str, tuple[list[str], list[list[str]]]]] = (),
                    forgotten: list[GroupForgotten] | None = None) -> Path:
+    """`sections`: more (title, explanation, table) after the repair's, e.g. weight interpolation."""
     done = sum(r.ok for r in runs)
     parts = [
         "# forgetlab report",
@@ -184,6 +186,8 @@ def write_markdown(path: Path, groups: list[Group], runs: list[Run], plots: dict
     ]
     if repair:
         parts += ["## Intruder repair", "", REPAIR_EXPLAIN, "", markdown_table(*repair), ""]
+    for title, explain, table in sections:
+        parts += [f"## {title}", "", explain, "", markdown_table(*table), ""]
     if plots:
         parts += ["## Plots", ""]
         parts += [f"![{name}]({p.name})\n" for name, p in plots.items()]

@@ -21,23 +21,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
-from forgetlab.config.schema import DiagnosticsConfig
-from forgetlab.evaluation.forgetting import summarize_forgetting
 from forgetlab.evaluation.predictions import PredictionWriter
-from forgetlab.evaluation.scoring import score_tasks_examples
-from forgetlab.models.language_model import LanguageModel
-from forgetlab.run_dirs import METRICS_FILE, RECORD_FILE, REPAIR_FILE, completed_metrics
+from forgetlab.run_dirs import REPAIR_FILE
 from forgetlab.strategies.export import load_run_model
+from forgetlab.strategies.rescore import FinishedRun, best_within, rescore
 from forgetlab.strategies.spectral import repair_state_dict
 from forgetlab.strategies.weight_movement import linear_weight_names
-from forgetlab.tasks.suite import TaskSuite
-from forgetlab.utils.determinism import make_deterministic
-from forgetlab.utils.io import read_json, write_json
+from forgetlab.utils.io import write_json
 
 DEFAULT_LAMBDAS = (1.0, 0.75, 0.5, 0.25, 0.0)
 DEFAULT_BUDGET = 5.0
@@ -49,92 +43,55 @@ def linear_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: params[k].detach() for k in linear_weight_names(model, params)}
 
 
-def pretrained_source(config: dict, metrics: dict) -> str | None:
-    """Where W0 lives: the base-stage checkpoint of a built-in model; None = the recorded `model.build`."""
-    base = metrics.get("base")
-    return str(Path(base["path"]) / "model") if base and base.get("path") else None
-
-
-def load_pretrained_weights(lm: LanguageModel, source: str | None) -> dict[str, torch.Tensor]:
-    """W0 of every linear layer: `lm` as built from the record (model=hf) or the checkpoint at `source`."""
-    if source is None:
-        return linear_weights(lm.model)  # loaded from the recorded name_or_path, as the run loaded it
-    if not Path(source).is_dir():
-        raise FileNotFoundError(f"the base model this run started from is gone: {source} "
-                                "(base-stage cache cleared?)")
-    return linear_weights(type(lm.model).from_pretrained(source))
-
-
 def best_lambda(results: Sequence[dict], budget: float | None) -> dict | None:
     """The entry with the highest target gain whose mean forgetting is within `budget` (ties: larger lambda,
     the smaller change); None when no lambda fits or there is no budget."""
-    if budget is None:
-        return None
-    fits = [r for r in results if r["mean_forgetting"] <= budget + 1e-9]
-    return max(fits, key=lambda r: (r["target_gain"], r["lambda"]), default=None)
+    return best_within(results, "lambda", budget)
 
 
-def rebuild(run_dir: Path) -> tuple[dict, dict, LanguageModel, TaskSuite]:
-    """(metrics, resolved config, the run's model in a LanguageModel, task suite) from the run's files."""
-    metrics = completed_metrics(run_dir)
-    if metrics is None:
-        raise ValueError(f"{run_dir / METRICS_FILE} is not the record of a completed run")
-    record = read_json(run_dir / RECORD_FILE)
-    config = record.get("config") or {}
-    if "model" not in config or "tasks" not in config:
-        raise ValueError(f"{run_dir / RECORD_FILE} holds no resolved model/tasks config")
-    cfg = OmegaConf.create(config)
-    make_deterministic(cfg.get("seed", 0), cfg.get("threads", 0), cfg.get("deterministic", True))
-    lm: LanguageModel = instantiate(cfg.model.build)  # tokenizer, kind and lengths exactly as the run had them
-    suite: TaskSuite = instantiate(cfg.tasks, _convert_="all")
-    return metrics, config, lm, suite
+class IntruderRepair:
+    """The weight edit of the repair: the run's merged model with its intruder singular values scaled."""
+
+    key, step = "lambda", "repair"
+
+    def __init__(self, k: int, eps: float, max_numel: int | None) -> None:
+        self.k, self.eps, self.max_numel = k, eps, max_numel
+
+    def load(self, run: FinishedRun) -> None:
+        self.before = linear_weights(run.starting_model())
+        model, _ = load_run_model(run.run_dir)
+        run.lm.replace_model(model)
+        self.params = dict(model.named_parameters())
+        self.tuned = {k: v.clone() for k, v in linear_weights(model).items()}
+
+    def apply(self, run: FinishedRun, lam: float) -> dict[str, Any]:
+        new, info = repair_state_dict(self.before, self.tuned, lam, k=self.k, eps=self.eps, max_numel=self.max_numel)
+        with torch.no_grad():
+            for name, weight in new.items():
+                self.params[name].copy_(weight)
+        return {"intruders": info["intruders"], "matrices_repaired": info["repaired"],
+                "per_matrix": info["per_matrix"]}
 
 
 def repair_run(run_dir: str | Path, lambdas: Sequence[float] = DEFAULT_LAMBDAS,
                budget: float | None = DEFAULT_BUDGET, write: bool = True) -> dict:
     """Scores of the run's model with its intruders scaled by each lambda; written to RUN_DIR/repair.json."""
-    run_dir = Path(run_dir)
-    metrics, config, lm, suite = rebuild(run_dir)
-    diag = DiagnosticsConfig(**(config.get("diagnostics") or {}))
-    before_w = load_pretrained_weights(lm, pretrained_source(config, metrics))
-    model, _ = load_run_model(run_dir)
-    lm.replace_model(model)
-    tuned = {k: v.clone() for k, v in linear_weights(model).items()}
-    evalc = config.get("eval") or {}
-    predictions = PredictionWriter.from_eval(run_dir, evalc)  # predictions/repair/lambda=<l>/<task>.jsonl
-    predictions.enabled = predictions.enabled and write
-    results = []
-    for lam in lambdas:
-        new, info = repair_state_dict(before_w, tuned, float(lam), k=diag.intruder_k, eps=diag.intruder_eps,
-                                      max_numel=diag.max_numel)
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if name in new:
-                    param.copy_(new[name])
-        after, rows = score_tasks_examples(lm, suite.eval_tasks(), "test", evalc.get("batch_size", 256),
-                                           evalc.get("test_max_examples"), evalc.get("max_batch_tokens"))
-        predictions.write(f"repair/lambda={float(lam):g}", rows)
-        results.append({"lambda": float(lam), **summarize_forgetting(metrics["before"], after, metrics["target"]),
-                        "after": after, "intruders": info["intruders"], "matrices_repaired": info["repaired"],
-                        "per_matrix": info["per_matrix"]})
-    out = {
-        "run_name": metrics.get("run_name"),
-        "strategy": metrics.get("strategy"),
-        "target": metrics["target"],
-        "k": diag.intruder_k,
-        "eps": diag.intruder_eps,
-        "max_numel": diag.max_numel,
-        "budget": budget,
-        "run": {k: metrics[k] for k in ("target_gain", "mean_forgetting")},
-        "results": results,
-        "best": None,
-        "predictions": predictions.summary(after=None),  # one folder per lambda: predictions/repair/lambda=<l>/
-    }
+    run = FinishedRun.load(run_dir)
+    if write:  # each lambda's examples: predictions/repair/lambda=<l>/<task>.jsonl, as the run's eval.* say
+        run.predictions = PredictionWriter.from_eval(run.run_dir, run.config.get("eval") or {})
+    diag = run.diagnostics
+    edit = IntruderRepair(diag.intruder_k, diag.intruder_eps, diag.max_numel)
+    results = rescore(run, edit, lambdas, run.metrics["before"], run.metrics["target"])
+    head = run.headline()
+    out = {**{k: head[k] for k in ("run_name", "strategy", "target")},
+           "k": diag.intruder_k, "eps": diag.intruder_eps, "max_numel": diag.max_numel, "budget": budget,
+           "run": head["run"], "results": results, "best": None,
+           "predictions": run.predictions.summary(after=None) if run.predictions else None}
     best = best_lambda(results, budget)
     if best is not None:
         out["best"] = {k: best[k] for k in ("lambda", "target_gain", "mean_forgetting")}
     if write:
-        write_json(run_dir / REPAIR_FILE, out)
+        write_json(run.run_dir / REPAIR_FILE, out)
     return out
 
 
