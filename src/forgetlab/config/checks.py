@@ -68,8 +68,20 @@ def validate(cfg: DictConfig) -> TrainConfig:
         raise ConfigError(f"select.max_forgetting={typed.select.max_forgetting} chooses among the periodic "
                           "evaluations, but eval.every_n_steps=0 turns them off; set eval.every_n_steps >= 1")
     check_sequence(typed)
+    check_starting_model(typed)
     check_alphas(typed.diagnostics.interpolate, typed.diagnostics.extrapolate, "diagnostics.interpolate")
     return typed
+
+
+def check_starting_model(typed: TrainConfig) -> None:
+    """Distillation needs a starting model to distil from: a built-in model without its base stage starts
+    from random weights, and there is nothing to keep."""
+    build = typed.model.build if isinstance(typed.model.build, dict) else {}
+    from_scratch = str(build.get("_target_", "")).startswith("forgetlab.models.tiny.")
+    if typed.strategy.penalty.kind == PenaltyKind.lwf and from_scratch and not typed.model.base_stage:
+        raise ConfigError("strategy.penalty.kind=lwf distils the starting model, but model.base_stage=false leaves "
+                          f"the built-in model {typed.model.name!r} at random weights: no starting model to keep; "
+                          "set model.base_stage=true, or use a pretrained model (model=hf ...)")
 
 
 def check_alphas(alphas: Any, extrapolate: bool, key: str) -> None:

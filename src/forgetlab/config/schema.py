@@ -53,6 +53,12 @@ class PenaltyKind(str, Enum):
     none = "none"
     l2sp = "l2sp"  # (alpha/2) * ||w - w0||^2 over the trainable weights (Li et al. 2018)
     ewc = "ewc"  # (lam/2) * sum_i F_i (w_i - w0_i)^2, F = diagonal empirical Fisher on the base tasks
+    lwf = "lwf"  # lwf_weight * T^2 * KL(p_start/T || p/T) on the training inputs (Li & Hoiem 2016)
+
+
+class DistillTokens(str, Enum):
+    answer = "answer"  # the answer tokens (the positions the loss trains)
+    all = "all"  # every non-padding position (causal models: the prompt's next-token predictions too)
 
 
 @dataclass
@@ -119,10 +125,16 @@ class ParamsConfig:
 class PenaltyConfig:
     """A term added to the training loss that pulls the weights back toward where they started."""
 
-    kind: PenaltyKind = knob(PenaltyKind.none, "none | l2sp | ewc")
+    kind: PenaltyKind = knob(PenaltyKind.none, "none | l2sp | ewc | lwf")
     alpha: float = knob(0.01, "l2sp: strength of (alpha/2) * ||w - w0||^2", min=0.0)
     lam: float = knob(100.0, "ewc: strength of (lam/2) * sum F_i (w_i - w0_i)^2; sweep on a log scale", min=0.0)
     fisher_examples: int = knob(128, "ewc: base-task training examples the diagonal Fisher averages over", min=1)
+    lwf_weight: float = knob(1.0, "lwf: weight of the distillation term T^2 * KL(p_start/T || p/T), a mean over the "
+                                  "distilled tokens, added to the per-token loss", min=0.0)
+    temperature: float = knob(2.0, "lwf: softmax temperature T of both distributions (Hinton et al. 2015)",
+                              min=1e-6)
+    lwf_tokens: DistillTokens = knob(DistillTokens.answer, "lwf: answer (the trained answer tokens) | all (every "
+                                                           "non-padding position; the same for seq2seq models)")
 
 
 class ReplayMemory(str, Enum):

@@ -164,22 +164,31 @@ class LanguageModel:
                      encoder_outputs: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-example summed negative log-likelihood of the labels, and the number of label tokens.
         A seq2seq model may be handed its `encoder_outputs` for `batch`, so the encoder is not run again."""
-        labels = batch["labels"]
+        return self.losses_from_logits(*self.label_logits(batch, encoder_outputs))
+
+    def label_logits(self, batch: dict[str, torch.Tensor], encoder_outputs: Any = None,
+                     model: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, targets) aligned position by position: logits[:, i] predicts targets[:, i] (-100 = no
+        label). `model`: another model of the same kind to run instead (a distillation teacher)."""
+        labels, model = batch["labels"], model if model is not None else self.model
         if self.kind == "seq2seq":
             decoder_input_ids = self._shift_right(labels)
             inputs = ({"encoder_outputs": encoder_outputs} if encoder_outputs is not None
                       else {"input_ids": batch["input_ids"]})
-            out = self.model(
+            out = model(
                 **inputs,
                 attention_mask=batch["attention_mask"],
                 decoder_input_ids=decoder_input_ids,
             )
-            logits, targets = out.logits, labels
-        else:
-            out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            # prompt tuning (peft) prepends virtual tokens: keep the logits of the real positions only
-            logits = out.logits[:, -batch["input_ids"].size(1):]
-            logits, targets = logits[:, :-1], labels[:, 1:]
+            return out.logits, labels
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        # prompt tuning (peft) prepends virtual tokens: keep the logits of the real positions only
+        logits = out.logits[:, -batch["input_ids"].size(1):]
+        return logits[:, :-1], labels[:, 1:]
+
+    @staticmethod
+    def losses_from_logits(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`token_losses` from `label_logits`' output."""
         nll = F.cross_entropy(
             logits.reshape(-1, logits.size(-1)).float(),
             targets.reshape(-1),

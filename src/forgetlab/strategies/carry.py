@@ -28,7 +28,7 @@ from forgetlab.config.schema import (
 )
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.strategies.adapters import PEFT_KINDS, apply_params, is_peft
-from forgetlab.strategies.penalties import EWC, L2SP, diagonal_fisher, trainable
+from forgetlab.strategies.penalties import EWC, L2SP, Distillation, diagonal_fisher, trainable
 from forgetlab.tasks.suite import TaskSuite
 from forgetlab.training.mixing import mixture_rates, sample_mixture, train_sizes
 from forgetlab.training.module import Penalty
@@ -102,6 +102,8 @@ class Carry:
             return self.start_anchor or L2SP(lm.model, penalty.alpha)
         if self.penalty_kind == PenaltyKind.ewc and self.fisher is not None:
             return EWC(lm.model, penalty.lam, self.fisher)
+        if self.penalty_kind == PenaltyKind.lwf:  # the teacher: the model at this stage's start (kept adapter: off)
+            return Distillation(lm, penalty.lwf_weight, penalty.temperature, penalty.lwf_tokens)
         return None
 
     def end_stage(self, lm: LanguageModel, stage: list[str], stream, seed: int) -> None:

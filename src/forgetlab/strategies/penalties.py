@@ -1,20 +1,29 @@
-"""Penalties added to the training loss, pulling the trainable weights back toward where they started.
+"""Penalties added to the training loss, pulling the model back toward where it started.
 
-Both are plain callables `penalty(model) -> scalar tensor` (not nn.Modules, so they never enter a
-checkpoint), built from a snapshot of the starting weights taken before training:
+All are plain objects, never nn.Modules, so nothing of theirs enters a checkpoint; each is built before
+training from the starting model:
 
 - L2-SP (Li et al. 2018): (alpha/2) * ||w - w0||^2
 - EWC (Kirkpatrick et al. 2017): (lam/2) * sum_i F_i (w_i - w0_i)^2, with F the diagonal empirical Fisher
   (mean over examples of the squared gradient of the gold answer's log-likelihood) on the base tasks.
+- LwF (Li & Hoiem 2016): weight * T^2 * KL(p_start/T || p/T) on the training batch's own inputs, the
+  starting model's next-token distribution as the target (`Distillation`).
+
+L2-SP and EWC are `penalty(model) -> scalar`; the distillation term needs the batch and the logits the
+training step computed, and says so with `needs_logits` (training/module.py).
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
+import torch.nn.functional as F
 from datasets import Dataset
 
-from forgetlab.config.schema import PenaltyConfig, PenaltyKind
-from forgetlab.models.language_model import LanguageModel
+from forgetlab.config.schema import DistillTokens, PenaltyConfig, PenaltyKind
+from forgetlab.models.language_model import IGNORE_INDEX, LanguageModel
+from forgetlab.strategies.adapters import is_peft
 from forgetlab.tasks.suite import TaskSuite
 from forgetlab.training.mixing import old_task_rates, sample_mixture
 from forgetlab.training.module import Penalty
@@ -95,13 +104,66 @@ def diagonal_fisher(lm: LanguageModel, examples: Dataset) -> dict[str, torch.Ten
     return {name: f / n for name, f in zip(names, fisher)}
 
 
+class Distillation:
+    """weight * T^2 * KL(p_start/T || p/T), averaged over the distilled positions of the batch (Learning
+    without Forgetting, Li & Hoiem 2016), p_start the starting model's next-token distribution on the same
+    inputs, computed without gradient every step.
+
+    The starting model costs no copy for a peft run: it is the same model with the adapter switched off
+    (peft's `disable_adapter()`). A full fine-tuning run keeps a frozen copy of its starting weights; it is an
+    attribute of this plain object, not a submodule of the LightningModule, so checkpoints never hold it,
+    and a resumed run rebuilds it from the same starting weights. The teacher runs in eval mode (no dropout).
+    Under DDP the term is each process's own mean (exact on one device)."""
+
+    needs_logits = True
+
+    def __init__(self, lm: LanguageModel, weight: float, temperature: float,
+                 tokens: DistillTokens = DistillTokens.answer) -> None:
+        self.weight, self.temperature, self.tokens = weight, temperature, tokens
+        self.teacher: torch.nn.Module | None = None
+        if not is_peft(lm.model):
+            self.teacher = copy.deepcopy(lm.model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def teacher_logits(self, lm: LanguageModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.teacher is None:  # peft: the same weights, adapter off
+            model, was_training = lm.model, lm.model.training
+            model.eval()
+            try:
+                with model.disable_adapter():
+                    return lm.label_logits(batch)[0]
+            finally:
+                model.train(was_training)
+        device = batch["input_ids"].device
+        if next(self.teacher.parameters()).device != device:
+            self.teacher.to(device)
+        return lm.label_logits(batch, model=self.teacher)[0]
+
+    def positions(self, lm: LanguageModel, batch: dict[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        """Which logits are distilled: the answer tokens, or every non-padding position (causal models)."""
+        if self.tokens == DistillTokens.all and lm.kind == "causal":
+            return batch["attention_mask"][:, 1:].bool()
+        return targets != IGNORE_INDEX
+
+    def __call__(self, lm: LanguageModel, batch: dict[str, torch.Tensor], logits: torch.Tensor,
+                 targets: torch.Tensor) -> torch.Tensor:
+        mask = self.positions(lm, batch, targets)
+        t = self.temperature
+        student = F.log_softmax(logits[mask].float() / t, dim=-1)
+        teacher = F.log_softmax(self.teacher_logits(lm, batch)[mask].float() / t, dim=-1)
+        kl = F.kl_div(student, teacher, log_target=True, reduction="sum") / mask.sum().clamp(min=1)
+        return self.weight * t * t * kl
+
+
 def build_penalty(penalty: PenaltyConfig, lm: LanguageModel, suite: TaskSuite, seed: int) -> Penalty | None:
-    """The loss term for `penalty.kind`, anchored at the model's current (starting) trainable weights; EWC's
-    Fisher is estimated on `fisher_examples` rows of the earlier tasks, at their proportional rates."""
+    """The loss term for `penalty.kind`, anchored at the model's current (starting) weights; EWC's Fisher is
+    estimated on `fisher_examples` rows of the earlier tasks, at their proportional rates."""
     if penalty.kind == PenaltyKind.none:
         return None
     if penalty.kind == PenaltyKind.l2sp:
         return L2SP(lm.model, penalty.alpha)
+    if penalty.kind == PenaltyKind.lwf:
+        return Distillation(lm, penalty.lwf_weight, penalty.temperature, penalty.lwf_tokens)
     rates = old_task_rates(suite, "strategy.penalty.kind=ewc")
     fisher = diagonal_fisher(lm, sample_mixture(suite.tasks, rates, penalty.fisher_examples, seed))
     return EWC(lm.model, penalty.lam, fisher)

@@ -1,8 +1,8 @@
 """The LightningModule that fine-tunes any forgetlab model.
 
 Single-task, multi-task and replay runs differ only in the data they are given; full and PEFT runs only
-in which parameters require grad (peft wraps `lm.model` before this module sees it); L2-SP and EWC only
-in the `penalty` callable added to the loss. So one readable training step serves every strategy.
+in which parameters require grad (peft wraps `lm.model` before this module sees it); L2-SP, EWC and
+distillation only in the `penalty` added to the loss. So one readable training step serves every strategy.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from transformers import get_scheduler
 from forgetlab.config.schema import OptimConfig
 from forgetlab.models.language_model import LanguageModel
 
-Penalty = Callable[[torch.nn.Module], torch.Tensor]
+# penalty(model) -> scalar (L2-SP, EWC); one with `needs_logits` is called (lm, batch, logits, targets) with the
+# step's own logits instead (distillation, strategies/penalties.py)
+Penalty = Callable[..., torch.Tensor]
 
 
 class InstructionTuner(L.LightningModule):
@@ -39,7 +41,12 @@ class InstructionTuner(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         task_id = batch.pop("task_id", None)
-        nll, ntok = self.lm.token_losses(batch)
+        distill = getattr(self.penalty, "needs_logits", False)
+        if distill:  # the term reads this forward's logits: no second pass of the model being trained
+            logits, targets = self.lm.label_logits(batch)
+            nll, ntok = self.lm.losses_from_logits(logits, targets)
+        else:
+            nll, ntok = self.lm.token_losses(batch)
         # Sums over the global batch (all processes; one all-reduce, a no-op on one device): the loss is the
         # global mean per label token, scaled so that DDP's gradient averaging over `world` processes gives
         # exactly the gradient of one process that trains on the whole batch. Token counts are global too.
@@ -58,7 +65,8 @@ class InstructionTuner(L.LightningModule):
         loss = nll.sum() * world / sums[1].clamp(min=1).to(nll.dtype)
         pen = None
         if self.penalty is not None:
-            pen = self.penalty(self.model)  # the same on every process, so averaging keeps it as it is
+            # L2-SP/EWC: the same on every process, so averaging keeps it as it is
+            pen = self.penalty(self.lm, batch, logits, targets) if distill else self.penalty(self.model)
             loss = loss + pen
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -98,10 +106,12 @@ class InstructionTuner(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["tokens_seen"] = self.tokens_seen
         checkpoint["positions_seen"] = self.positions_seen
+        checkpoint["truncation"] = self.lm.truncation.state_dict()  # counts of the evaluations done so far
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.tokens_seen = checkpoint.get("tokens_seen", 0)
         self.positions_seen = checkpoint.get("positions_seen", 0)
+        self.lm.truncation.load_state_dict(checkpoint.get("truncation", {}))
 
     @property
     def pad_fraction(self) -> float:
