@@ -41,6 +41,7 @@ from forgetlab.training.distributed import check_trainer, is_global_zero
 from forgetlab.training.fit import fit
 from forgetlab.training.mixing import build_training_data, composition
 from forgetlab.training.progress import StepProgress
+from forgetlab.training.self_distill import self_distill
 from forgetlab.utils import sweep
 from forgetlab.utils.console import quiet_third_party
 from forgetlab.utils.determinism import make_deterministic
@@ -154,6 +155,9 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
         lm_eval_before = score_lm_eval(lm, config.lm_eval) if config.lm_eval.tasks else None
     timer.enter("training")
     start = snapshot_weights(lm.model) if rank0 else None
+    # SDFT: the starting model rewrites the target's training answers (cached per starting model and prompt)
+    sdft = self_distill(strategy.self_distill, lm, suite, base["weights_sha256"] if base else None,
+                        config.paths.data_cache_dir, evalc.batch_size)
     params_selection = apply_params(strategy.params, lm, config.seed)  # peft wraps lm.model / partial freezes
     penalty = build_penalty(strategy.penalty, lm, suite, config.seed)  # L2-SP/EWC anchor here
 
@@ -205,6 +209,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
         "steps": stats["steps"],
         "batch": stats["batch"],  # global batch, its per-process share, processes (world size)
         "mixture": {"configured": rates, "sampled": composition(train)},
+        "sdft": sdft,  # self-distillation: target answers rewritten / kept as the reference (null when off)
         "metric_info": describe_metrics(eval_tasks),  # which metric (and library version) scored each task
         "skipped_rows": suite.skipped_rows(),  # rows dropped on purpose by a task's loader (e.g. skip_empty)
         "overlap": suite.overlap(),  # validation/test inputs also in train (counted, kept); where splits came from

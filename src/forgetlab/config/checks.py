@@ -78,10 +78,16 @@ def check_starting_model(typed: TrainConfig) -> None:
     from random weights, and there is nothing to keep."""
     build = typed.model.build if isinstance(typed.model.build, dict) else {}
     from_scratch = str(build.get("_target_", "")).startswith("forgetlab.models.tiny.")
-    if typed.strategy.penalty.kind == PenaltyKind.lwf and from_scratch and not typed.model.base_stage:
-        raise ConfigError("strategy.penalty.kind=lwf distils the starting model, but model.base_stage=false leaves "
+    users = [key for key, used in (("strategy.penalty.kind=lwf", typed.strategy.penalty.kind == PenaltyKind.lwf),
+                                   ("strategy.self_distill.enabled=true", typed.strategy.self_distill.enabled))
+             if used]
+    if users and from_scratch and not typed.model.base_stage:
+        raise ConfigError(f"{' and '.join(users)} learns from the starting model, but model.base_stage=false leaves "
                           f"the built-in model {typed.model.name!r} at random weights: no starting model to keep; "
                           "set model.base_stage=true, or use a pretrained model (model=hf ...)")
+    if typed.strategy.self_distill.enabled and typed.sequence.stages:
+        raise ConfigError("strategy.self_distill.enabled=true rewrites one fine-tuning run's target data; a continual "
+                          "sequence (sequence.stages) does not support it yet: set it to false")
 
 
 def check_alphas(alphas: Any, extrapolate: bool, key: str) -> None:

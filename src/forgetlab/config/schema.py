@@ -137,6 +137,24 @@ class PenaltyConfig:
                                                            "non-padding position; the same for seq2seq models)")
 
 
+class SelfDistillCheck(str, Enum):
+    match = "match"  # the task's metric scores the rewrite against the reference as well as the reference itself
+    nonempty = "nonempty"  # any non-empty rewrite
+
+
+@dataclass
+class SelfDistillConfig:
+    """Self-distillation of the targets (SDFT, Yang et al. 2024): the starting model rewrites each training
+    answer of the target task, given the reference; fine-tuning trains on the usable rewrites."""
+
+    enabled: bool = knob(False, "rewrite the target task's training answers with the starting model first")
+    template: str = knob("{prompt}\nReference answer: {reference}\nRepeat the answer in your own words:",
+                         "the rewrite prompt; {prompt} and {reference} are filled in per row")
+    check: SelfDistillCheck = knob(SelfDistillCheck.match, "match (the rewrite must score as the reference does "
+                                                           "under the task's metric) | nonempty")
+    max_new_tokens: int | None = knob(None, "rewrite length cap; null = the longest reference + 5 tokens", min=1)
+
+
 class ReplayMemory(str, Enum):
     proportional = "proportional"  # every earlier task at examples-proportional rates, from its whole train split
     reservoir = "reservoir"  # a fixed-size memory filled by reservoir sampling over the examples trained on
@@ -199,6 +217,7 @@ class StrategyConfig:
     data: DataConfig = field(default_factory=DataConfig)
     params: ParamsConfig = field(default_factory=ParamsConfig)
     penalty: PenaltyConfig = field(default_factory=PenaltyConfig)
+    self_distill: SelfDistillConfig = field(default_factory=SelfDistillConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 
