@@ -66,12 +66,9 @@ def instantiate(node: Any, **kwargs: Any) -> Any:
         raise
 
 
-def prepare_base(cfg: DictConfig, config: TrainConfig, lm: LanguageModel, suite: TaskSuite,
-                 wandb: WandbSession | None) -> dict | None:
-    """Give a built-in model its base abilities (cached); pretrained models start as they are."""
-    if not config.model.base_stage:
-        return None
-    spec = {
+def base_spec(cfg: DictConfig, config: TrainConfig, suite: TaskSuite) -> dict:
+    """Everything that determines the base stage's weights: hashed into its cache key."""
+    return {
         "forgetlab": __version__,
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "base_tasks": list(suite.base),
@@ -80,6 +77,14 @@ def prepare_base(cfg: DictConfig, config: TrainConfig, lm: LanguageModel, suite:
         "threads": config.threads,
         "trainer": {k: cfg.trainer.get(k) for k in ("accelerator", "precision", "gradient_clip_val")},
     }
+
+
+def prepare_base(cfg: DictConfig, config: TrainConfig, lm: LanguageModel, suite: TaskSuite,
+                 wandb: WandbSession | None) -> dict | None:
+    """Give a built-in model its base abilities (cached); pretrained models start as they are."""
+    if not config.model.base_stage:
+        return None
+    spec = base_spec(cfg, config, suite)
 
     def make_trainer(max_steps: int, log_dir: Path) -> L.Trainer:
         """The configured Trainer and loggers (local logs beside the cached weights), no checkpoints; one

@@ -70,6 +70,11 @@ def _names(rng: random.Random) -> Instance:
     return text, {"text": text}, ", ".join(people)
 
 
+def _count_names(rng: random.Random) -> Instance:
+    key, fields, names = _names(rng)
+    return key, fields, str(len(names.split(", ")))
+
+
 def _addition(rng: random.Random) -> Instance:
     a, b = rng.randint(0, 99), rng.randint(0, 99)
     return f"{a}+{b}", {"a": str(a), "b": str(b)}, str(a + b)
@@ -117,6 +122,19 @@ FAMILIES: dict[str, TaskFamily] = {
         TaskFamily("extract_names", _names,
                    ("names in: {text}", "who is mentioned? {text}", "list the people in: {text}"),
                    "exact_match", "list the people named in a sentence"),
+        # Three tasks whose answers the default base already writes (a letter, a count), each reading its
+        # input in a new way: a continual sequence learns them in a couple of hundred steps.
+        TaskFamily("first_letter", _word_instance(lambda w: w[0]),
+                   ("first letter of {word}", "{word} starts with which letter?", "initial letter: {word}"),
+                   "exact_match", "name the first letter of a word"),
+        TaskFamily("count_consonants", _word_instance(lambda w: str(sum(c not in VOWELS for c in w))),
+                   ("consonants in {word}?", "how many consonants does {word} have?",
+                    "count the consonants: {word}"),
+                   "accuracy", "count the consonants of a word"),
+        TaskFamily("count_names", _count_names,
+                   ("how many names in: {text}", "how many people are mentioned? {text}",
+                    "count the people in: {text}"),
+                   "accuracy", "count the people named in a sentence"),
         TaskFamily("addition", _addition,
                    ("{a}+{b}=", "add {a} and {b}", "what is {a} plus {b}?"),
                    "exact_match", "add two numbers below 100"),
