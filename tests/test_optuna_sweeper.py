@@ -48,8 +48,8 @@ SPACE = {"x": FloatDistribution(0, 1), "n": IntDistribution(1, 4), "k": Categori
 
 
 class FakeTask:
-    """The task function: returns [x, (x - 0.5)^2 + n] (`single`: the second alone); the calls numbered in `fail` raise, those in `nan`
-    return NaN. Records the config of every call."""
+    """The task function: returns [x, (x - 0.5)^2 + n] (`single`: the second alone); the calls numbered in
+    `fail` raise, those in `nan` return NaN. Records the config of every call."""
 
     def __init__(self, fail=(), nan=(), single=False):
         self.fail, self.nan, self.single, self.seen = set(fail), set(nan), single, []
@@ -124,9 +124,11 @@ def test_fixed_override_wins_over_the_search_space_and_sqlite_urls_work(tmp_path
                             "hydra.sweeper.study_name=one", "hydra.sweeper.n_trials=2", "n=2"])
     assert [s["n"] for s in task.seen] == [2, 2]
     study = optuna.load_study(study_name="one", storage=f"sqlite:///{db}")
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2 and set(study.trials[0].params) == {"x", "k"}
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert set(study.trials[0].params) == {"x", "k"}
     results = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
-    assert results.best_value == pytest.approx(study.best_value) and results.best_number == study.best_trial.number
+    assert results.best_value == pytest.approx(study.best_value)
+    assert results.best_number == study.best_trial.number
     assert not (tmp_path / "sweep" / "optuna.journal").exists()
 
 
@@ -145,6 +147,36 @@ def test_a_trial_left_running_by_a_dead_sweeper_runs_again_with_its_parameters(t
     assert task.seen[0] == orphan.params and len(task.seen) == 2  # the orphan's retry, then one new trial
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     assert trials[1].user_attrs["retry_of"] == 0 and trials[1].params == orphan.params
+
+
+APP = """
+import hydra, time
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="search")
+def main(cfg):
+    time.sleep(0.2)  # let the other worker ask meanwhile
+    return [cfg.x, (cfg.x - 0.5) ** 2 + cfg.n]
+
+main()
+"""
+
+
+def test_two_sweeper_processes_share_one_journal_study(tmp_path):
+    """Two workers run the same command at once: one study, trial numbers handed out once, and n_trials
+    counts both workers' trials (a worker that asks while the other does may add one more)."""
+    search(tmp_path, FakeTask(), ["hydra.sweeper.n_trials=1"])  # writes conf/; the study has trial 0
+    (tmp_path / "search_app.py").write_text(APP)
+    cmd = [sys.executable, str(tmp_path / "search_app.py"), "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+           "hydra.sweeper.n_trials=7", "hydra.job.chdir=false"]
+    workers = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True) for _ in range(2)]
+    logs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], logs
+    trials = load(tmp_path / "sweep").trials
+    assert [t.number for t in trials] == list(range(len(trials))) and 7 <= len(trials) <= 8
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    workers_seen = {t.user_attrs["forgetlab_worker"] for t in trials[1:]}
+    assert len(workers_seen) == 2, logs  # both took part
 
 
 def _symlink_refused(src, dst, *args, **kwargs):
@@ -184,7 +216,8 @@ def test_search_space_syntax():
     from hydra_plugins.forgetlab_optuna_sweeper._search_space import parse_search_space
 
     space, fixed = parse_search_space([
-        "a=interval(0.1, 0.5)", "b=int(interval(2, 9))", "c=tag(log, interval(1e-5, 3e-3))", "d=choice(100, 200)",
+        "a=interval(0.1, 0.5)", "b=int(interval(2, 9))", "c=tag(log, interval(1e-5, 3e-3))",
+        "d=choice(100, 200)",
         "e=x,y", "f=range(1,7,2)", "g=3", "experiment=tiny", "~h", "b=4"])
     assert space == {"a": FloatDistribution(0.1, 0.5), "c": FloatDistribution(1e-5, 3e-3, log=True),
                      "d": CategoricalDistribution([100, 200]), "e": CategoricalDistribution(["x", "y"]),
@@ -197,5 +230,5 @@ def test_search_space_syntax():
 def test_bad_sweeper_settings_are_named(tmp_path):
     with pytest.raises(ConfigError, match="hydra.sweeper.direction"):
         search(tmp_path, FakeTask(), ["hydra.sweeper.direction=[up,minimize]"])
-    with pytest.raises(ConfigError, match=r"hydra.sweeper.sampler \(_target_=optuna.samplers.NSGAIISampler\)"):
+    with pytest.raises(ConfigError, match=r"sweeper.sampler \(_target_=optuna.samplers.NSGAIISampler\)"):
         search(tmp_path, FakeTask(), ["hydra.sweeper.sampler._target_=optuna.samplers.NSGAIISampler"])

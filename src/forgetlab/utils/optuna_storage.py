@@ -68,7 +68,8 @@ def journal_storage(path: str | Path, journal_lock: str = "symlink") -> BaseStor
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalFileSymlinkLock
 
     if journal_lock not in JOURNAL_LOCKS:
-        raise ConfigError(f"hydra.sweeper.journal_lock={journal_lock!r}: expected one of {list(JOURNAL_LOCKS)}")
+        raise ConfigError(f"hydra.sweeper.journal_lock={journal_lock!r}: expected one of "
+                          f"{list(JOURNAL_LOCKS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = (JournalFileSymlinkLock if journal_lock == "symlink" else JournalFileOpenLock)(str(path))
@@ -92,8 +93,8 @@ def check_journal_lock(lock: BaseJournalFileLock, path: Path, journal_lock: str)
     Raises ConfigError naming the file, the lock and the system's error where any step fails (a file system
     without symlinks or without exclusive creation, e.g. some network or FUSE mounts)."""
     other = "open" if journal_lock == "symlink" else "symlink"
-    advice = (f"use hydra.sweeper.journal_lock={other}, or an RDB URL (hydra.sweeper.storage=sqlite:///... on "
-              "a local disk, or postgresql://user:pass@host/db), or put the sweep on another file system")
+    advice = (f"use hydra.sweeper.journal_lock={other}, or an RDB URL (hydra.sweeper.storage=sqlite:///... "
+              "on a local disk, or postgresql://user:pass@host/db), or put the sweep on another file system")
     where = f"hydra.sweeper.storage={path}"
     try:
         lock.acquire()
@@ -110,7 +111,8 @@ def check_journal_lock(lock: BaseJournalFileLock, path: Path, journal_lock: str)
                       "workers would not exclude each other"
         except OSError as err:
             if err.errno != errno.EEXIST:
-                problem = f"a second {journal_lock} lock on {path}.lock failed with {err} instead of 'file exists'"
+                problem = (f"a second {journal_lock} lock on {path}.lock failed with {err} instead of "
+                           "'file exists'")
     try:
         lock.release()
     except RuntimeError as err:

@@ -15,7 +15,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from forgetlab.config.checks import ConfigError
 
-SYNTAX = "interval(a,b), int(interval(a,b)), tag(log, interval(a,b)), choice(x,y,...), x,y,... or range(a,b,step)"
+SYNTAX = ("interval(a,b), int(interval(a,b)), tag(log, interval(a,b)), choice(x,y,...), x,y,... "
+          "or range(a,b,step)")
 
 
 def _choices(override: Override) -> list[Any]:

@@ -34,14 +34,16 @@ def directions(direction: Any) -> list[str]:
     items = list(direction) if isinstance(direction, (list, tuple, ListConfig)) else [direction]
     names = [str(getattr(d, "name", d)).lower() for d in items]
     if not names or any(n not in DIRECTIONS for n in names):
-        raise ConfigError(f"hydra.sweeper.direction={OmegaConf.to_container(direction) if isinstance(direction, ListConfig) else direction}: "
+        shown = OmegaConf.to_container(direction) if isinstance(direction, ListConfig) else direction
+        raise ConfigError(f"hydra.sweeper.direction={shown}: "
                           f"expected {' or '.join(DIRECTIONS)}, or a list of them (one per objective)")
     return names
 
 
 def make_sampler(cfg: DictConfig | dict, already: int) -> optuna.samplers.BaseSampler:
     """The sampler `hydra.sweeper.sampler` names by `_target_`. A fixed seed is offset by the number of
-    trials the study already has: one launch is repeatable, and a relaunch does not propose the same points."""
+    trials the study already has: one launch is repeatable, and a relaunch does not propose the same
+    points."""
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg)
     seed = cfg.get("seed")
     if seed is not None and already:
@@ -126,11 +128,13 @@ def job_values(ret: JobReturn, n_objectives: int) -> tuple[list[float] | None, s
 def results(study: optuna.Study, storage: str | None) -> dict:
     """What optimization_results.yaml holds: the best trial, or the Pareto solutions of several objectives
     (the keys hydra-optuna-sweeper wrote, plus each trial's number and the study's counts)."""
-    out: dict[str, Any] = {"name": "optuna", "study_name": study.study_name, "storage": shown_storage(storage),
+    out: dict[str, Any] = {"name": "optuna", "study_name": study.study_name,
+                           "storage": shown_storage(storage),
                            "trials": {s.name.lower(): n for s in TrialState
                                       if (n := len(study.get_trials(deepcopy=False, states=(s,))))}}
     if len(study.directions) > 1:
-        out["solutions"] = [{"number": t.number, "params": t.params, "values": t.values} for t in study.best_trials]
+        out["solutions"] = [{"number": t.number, "params": t.params, "values": t.values}
+                            for t in study.best_trials]
         log.info("Pareto solutions: %d", len(out["solutions"]))
         for sol in out["solutions"]:
             log.info("    trial %d values %s params %s", sol["number"], sol["values"], sol["params"])

@@ -55,7 +55,7 @@ class ForgetlabOptunaSweeperConf:
     # a file path: Optuna's JournalStorage (shared by workers on one file system); an RDB URL
     # (sqlite:///..., postgresql://...): RDBStorage; null: in memory
     storage: str | None = "${hydra.sweep.dir}/optuna.journal"
-    journal_lock: str = "symlink"  # symlink | open (O_EXCL; NFSv3+): how writers to the journal exclude each other
+    journal_lock: str = "symlink"  # how journal writers exclude each other: symlink | open (O_EXCL; NFSv3+)
     n_trials: int = 20  # trials of the whole study (all launches and workers); a relaunch runs the rest
     n_jobs: int = 1  # trials per batch, launched together (in parallel with a parallel launcher)
     max_failure_rate: float = 1.0  # stop once more than this share of this launch's trials failed
@@ -64,7 +64,8 @@ class ForgetlabOptunaSweeperConf:
 
 def register_configs() -> None:
     store = ConfigStore.instance()
-    store.store(group="hydra/sweeper", name="forgetlab_optuna", node=ForgetlabOptunaSweeperConf, provider="forgetlab")
+    store.store(group="hydra/sweeper", name="forgetlab_optuna", node=ForgetlabOptunaSweeperConf,
+                provider="forgetlab")
     store.store(group="hydra/sweeper/sampler", name="tpe", node=TPESamplerConf, provider="forgetlab")
     store.store(group="hydra/sweeper/sampler", name="nsgaii", node=NSGAIISamplerConf, provider="forgetlab")
     store.store(group="hydra/sweeper/sampler", name="gp", node=GPSamplerConf, provider="forgetlab")

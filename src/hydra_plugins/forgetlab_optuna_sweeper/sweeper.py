@@ -77,7 +77,8 @@ class ForgetlabOptunaSweeper(Sweeper):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        storage = None if self.storage is None else prepare_storage(self.storage, sweep_dir, self.journal_lock)
+        storage = (None if self.storage is None
+                   else prepare_storage(self.storage, sweep_dir, self.journal_lock))
         study = optuna.create_study(study_name=self.study_name or sweep_dir.name, storage=storage,
                                     directions=directions, load_if_exists=True)
         stored = [d.name.lower() for d in study.directions]
@@ -99,7 +100,8 @@ class ForgetlabOptunaSweeper(Sweeper):
             trials, batch = [], []
             for _ in range(min(self.n_jobs, left)):
                 trial = study.ask(fixed_distributions=distributions)
-                overrides = [*fixed.values(), *(f"{k}={as_override_value(trial.params[k])}" for k in distributions)]
+                overrides = [*fixed.values(),
+                             *(f"{k}={as_override_value(trial.params[k])}" for k in distributions)]
                 trial.set_user_attr(_study.WORKER_ATTR, worker)
                 trial.set_user_attr("overrides", overrides)
                 trials.append(trial)
@@ -123,8 +125,9 @@ class ForgetlabOptunaSweeper(Sweeper):
                 else:
                     study.tell(trial, values)
             if failed / told > self.max_failure_rate:
-                log.error("%d of this launch's %d trials failed, more than hydra.sweeper.max_failure_rate=%s: "
-                          "stopping the search", failed, told, self.max_failure_rate)
+                log.error("%d of this launch's %d trials failed, more than "
+                          "hydra.sweeper.max_failure_rate=%s: stopping the search",
+                          failed, told, self.max_failure_rate)
                 break
         if not told:
             log.info("study %r already has its %d trials: nothing to run (raise hydra.sweeper.n_trials for "
