@@ -6,17 +6,21 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# setup prints nothing on success but its first and last line: no pip "new release" notice
+export PIP_DISABLE_PIP_VERSION_CHECK ?= 1
 
 .PHONY: setup demo run test test-slow lint bench clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]"
-	touch $@
+	@echo "setup: $(VENV) with $(TORCH_SPEC) (CPU) and forgetlab[dev], editable (a minute or two)"
+	@python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q "$(TORCH_SPEC)"
+	@$(PY) -m pip install -q -e ".[dev]"
+	@touch $@
+	@echo "setup: done ($(VENV)/bin/forgetlab)"
 
 run: setup
 	$(VENV)/bin/forgetlab
