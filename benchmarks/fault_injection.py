@@ -4,7 +4,8 @@ and compared job by job with the same sweep run without faults.
 
     python benchmarks/fault_injection.py [--out /tmp/forgetlab-faults] [--seed 0]
 
-Prints: jobs complete, metrics.json identical to the clean sweep (timing and base-cache flag aside),
+Prints: jobs complete, metrics.json identical to the clean sweep (timing and cache flags aside; the
+keys that differ when not),
 training-log rows identical, and anything lost. Exit status 0 only if nothing differs.
 """
 
@@ -22,8 +23,11 @@ import sys
 import time
 from pathlib import Path
 
+from forgetlab.reproduce.compare import compare_metrics
+
 SWEEP = ["experiment=tiny", "strategy.optim.steps=40", "checkpoint_every_n_steps=5", "eval.every_n_steps=10",
          "strategy=full,replay", "seed=0,1,2,3,4,5"]
+SHOWN_KEYS = 5  # differing metrics.json keys named per job
 
 
 def command(root: Path, name: str) -> list[str]:
@@ -65,10 +69,16 @@ def completed(sweep: Path) -> set[str]:
     return out
 
 
-def stable(metrics: dict) -> dict:
-    out = {k: v for k, v in metrics.items() if k != "timing"}
-    out["base"] = {k: v for k, v in (metrics.get("base") or {}).items() if k not in ("cached", "path")}
-    return out
+def metrics_difference(clean: dict, faulty: dict) -> str | None:
+    """None when two metrics.json contents agree exactly, else which keys differ (the first few). Compared as
+    `forgetlab-reproduce` compares them: timing and cache provenance (base.cached, base.path, before_cached:
+    a relaunch reads what a killed attempt cached) are machine facts, not results."""
+    _, beyond = compare_metrics(clean, faulty)
+    if not beyond:
+        return None
+    keys = [d.key for d in beyond]
+    return "metrics differ: " + ", ".join(keys[:SHOWN_KEYS]) + (f" (+{len(keys) - SHOWN_KEYS} more)"
+                                                                 if len(keys) > SHOWN_KEYS else "")
 
 
 def rows(job: Path) -> list[tuple]:
@@ -121,10 +131,12 @@ def main() -> int:
         if not (b / "metrics.json").exists():
             lost.append(f"{name}: no metrics.json")
             continue
-        if stable(json.loads((a / "metrics.json").read_text())) == stable(json.loads((b / "metrics.json").read_text())):
+        differ = metrics_difference(json.loads((a / "metrics.json").read_text()),
+                                    json.loads((b / "metrics.json").read_text()))
+        if differ is None:
             same_metrics += 1
         else:
-            lost.append(f"{name}: metrics differ")
+            lost.append(f"{name}: {differ}")
         if rows(a) == rows(b):
             same_rows += 1
         else:

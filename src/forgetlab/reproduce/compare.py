@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-# Machine facts, not results: wall-clock timing, where the base stage was found, whether it (or its scores)
-# came from a cache.
-IGNORED_KEYS = ("timing", "base.cached", "base.path", "before_cached")
+# Machine facts, not results: wall-clock timing, where the base stage was found, whether it (or its scores, or
+# the self-distilled answers) came from a cache. A relaunched job reads what its killed attempt cached.
+IGNORED_KEYS = ("timing", "base.cached", "base.path", "before_cached", "sdft.cached")
 # Config keys that differ between a run and its rerun by design: where outputs are written and the
 # sweep folder's name (a timestamp by default) are bookkeeping, not what determines a result.
 IGNORED_CONFIG_KEYS = ("paths", "sweep_name")
