@@ -4,6 +4,7 @@ plots and the HTML page are written; a real tiny run renders."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import shutil
 import warnings
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from forgetlab.evaluation.selection import best_under_budgets
 from forgetlab.report import build_report
 from forgetlab.report.aggregate import display_labels, fmt_value, group_runs, mean_std, run_curves
 from forgetlab.report.cli import main
@@ -317,6 +319,25 @@ def test_budgets_and_continual_sections(tree, tmp_path):
     page = report.files["html"].read_text()
     assert page.count('src="data:image/png;base64,') == len(report.plots)
     assert "Best step under forgetting budgets" in page and "65.00 ± 7.07 (step 20)" in page
+
+
+def test_a_budget_only_the_starting_point_fits_reads_none_within_budget(tree, tmp_path):
+    """over_time/ replay runs: every trained step forgets at least 1 point, so under a budget of 0.5 only step
+    0 (before training: forgetting 0, the target's starting score) fits. That is no step within the budget."""
+    for seed in (0, 1):
+        path = tree / "over_time" / f"strategy=replay,seed={seed}" / "metrics.json"
+        metrics = json.loads(path.read_text())
+        metrics["best_under_budgets"] = best_under_budgets(metrics["history"], "t", [0.5, 2])
+        assert metrics["best_under_budgets"]["0.5"]["step"] == 0  # what the run records stays as it was
+        path.write_text(json.dumps(metrics))
+    report = build_report([tree / "over_time"], tmp_path / "out")
+    md = report.files["markdown"].read_text()
+    budgets = md.split("## Best step under forgetting budgets", 1)[1].split("## Runs", 1)[0]
+    assert "| group | n | forgetting ≤ 0.5 | forgetting ≤ 2 |" in budgets
+    assert "| replay | 2 | none within budget | 45.00 ± 7.07 (step 10) |" in budgets
+    assert "15.00 ± 7.07" not in budgets   # the targets' starting scores (10, 20) are no result of training
+    page = report.files["html"].read_text()
+    assert "<td>none within budget</td>" in page and "15.00 ± 7.07" not in page
 
 
 def test_plain_runs_get_no_optional_columns(report):

@@ -33,7 +33,9 @@ TASK_DECIMALS = 2
 BUDGET_EXPLAIN = ("Per budget (mean forgetting on the old tasks, validation, points): the target's validation score "
                   "at the best periodic-evaluation step whose forgetting is within it, mean ± std over the group's "
                   "runs, with the mean step. Runs with `select.max_forgetting` kept that step's checkpoint and scored "
-                  "it on the test split: the `selected` columns of the group table.")
+                  "it on the test split: the `selected` columns of the group table. `none within budget`: no "
+                  "trained step fits, only the starting point does (step 0, before training).")
+NONE_WITHIN_BUDGET = "none within budget"
 EXPLAIN = ("Values are mean ± sample std (n-1) over the runs of a group; a group differs from the others in the "
            "overrides named in its label (seeds are averaged; overrides at their default and the sweep name are named "
            "only where needed to tell groups apart; report.csv has every override). Forgetting = score before - "
@@ -82,6 +84,17 @@ def group_table(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def budget_cell(score: Stat | None, step: Stat | None, n_total: int) -> str:
+    """'score ± std (step s)'; NONE_WITHIN_BUDGET when every run's best step is its starting point (step 0,
+    before any training: it forgets nothing, so it always fits, and its score is not one training reached)."""
+    text = fmt_stat(score, 2, n_total) if score else ""
+    if not text or step is None or step.mean is None:
+        return text
+    if step.mean == 0:  # steps are >= 0: a mean of 0 is step 0 in every run
+        return NONE_WITHIN_BUDGET
+    return f"{text} (step {step.mean:g})"
+
+
 def budget_table(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
     """One row per group with a history: 'score ± std (step s)' per budget."""
     budgets = all_budgets(groups)
@@ -90,11 +103,7 @@ def budget_table(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
     for g in groups:
         if not g.budget_scores:
             continue
-        cells = []
-        for b in budgets:
-            score, step = g.budget_scores.get(b), g.budget_steps.get(b)
-            text = fmt_stat(score, 2, g.n) if score else ""
-            cells.append(f"{text} (step {step.mean:g})" if text and step and step.mean is not None else text)
+        cells = [budget_cell(g.budget_scores.get(b), g.budget_steps.get(b), g.n) for b in budgets]
         rows.append([g.label, str(g.n), *cells])
     return headers, rows
 
