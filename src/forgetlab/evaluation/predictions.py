@@ -63,6 +63,15 @@ def read_step(step_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
     return {task: read_rows(path) for task, path in step_files(step_dir).items()}
 
 
+def _without_repeated_key(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with `key` null where the prompt already holds it verbatim (a summarisation task's dialogue
+    would otherwise be stored twice, doubling the file)."""
+    key, prompt = row.get("key"), row.get("prompt")
+    if isinstance(key, str) and isinstance(prompt, str) and key and key in prompt:
+        return {**row, "key": None}
+    return row
+
+
 class PredictionWriter:
     """Writes one run's predictions files and remembers what it kept, for metrics.json `predictions`.
 
@@ -90,7 +99,7 @@ class PredictionWriter:
         if not self.enabled:
             return
         for task, rows in rows_by_task.items():
-            kept = rows if self.max_rows is None else rows[: self.max_rows]
+            kept = [_without_repeated_key(r) for r in (rows if self.max_rows is None else rows[: self.max_rows])]
             write_bytes(self.step_dir(step) / file_name(task, self.compress), encode_rows(kept, self.compress))
             self.kept.setdefault(step, {})[task] = len(kept)
             self.total.setdefault(step, {})[task] = len(rows)
