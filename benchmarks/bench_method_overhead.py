@@ -29,7 +29,7 @@ from forgetlab.training.datamodule import InstructionDataModule
 from forgetlab.training.mixing import build_training_data
 from forgetlab.utils.console import quiet_third_party
 
-METHODS = ["full", "bitfit", "partial_top", "hft", "mofo", "l2sp"]
+METHODS = ["full", "bitfit", "partial_top", "hft", "mofo", "l2sp", "lwf", "sdft"]
 
 
 def preset(name: str):
@@ -62,7 +62,7 @@ def step_time(name: str, data: list[dict], skip: int) -> float:
     # L2-SP or LwF (its frozen starting copy and the teacher forward each step); sdft trains as full does
     # (its one-time rewrite before training is not a per-step cost)
     penalty = (build_penalty(strategy.penalty, lm, None, typed.seed)
-               if strategy.penalty.kind == PenaltyKind.l2sp else None)
+               if strategy.penalty.kind in (PenaltyKind.l2sp, PenaltyKind.lwf) else None)
     distill = getattr(penalty, "needs_logits", False)
     params = [p for p in lm.model.parameters() if p.requires_grad]
     optimizer = instantiate(strategy.optim.optimizer)(params, lr=strategy.optim.lr)
