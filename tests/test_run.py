@@ -167,3 +167,16 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, cache_dir):
     assert metrics["status"] == "completed" and metrics["steps"] == 20
     # steps 0 and 10 come from the checkpoint's callback state: the rerun started at step 10
     assert [h["step"] for h in metrics["history"]] == [0, 10, 20]
+
+
+def test_a_run_killed_after_its_last_checkpoint_keeps_every_count_on_relaunch(tiny_run, tmp_path, cache_dir):
+    """Killed after its last evaluation and checkpoint (step 20), the relaunch trains and evaluates nothing:
+    what the killed process recorded (the validation truncation counts among it) comes from the checkpoint."""
+    ref_dir, ref = tiny_run
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes((ref_dir / "checkpoints" / "last.ckpt").read_bytes())
+    metrics = run_and_record(compose_config([*TINY, "trainer.log_every_n_steps=1"], tmp_path, cache_dir))
+    assert metrics["steps"] == 20 and metrics["history"] == ref["history"]
+    assert set(ref["truncated"]["tasks"]["reverse"]) == {"train", "validation", "test"}
+    assert metrics["truncated"] == ref["truncated"]
+    assert metrics["tokens_seen"] == ref["tokens_seen"]

@@ -20,12 +20,16 @@ __all__ = ["ConfigError", "TrainConfig", "register_configs", "resolved_container
 
 def register_configs() -> None:
     """Put the schema into Hydra's ConfigStore as `train_schema`, the first entry of conf/train.yaml's
-    defaults list. Called when the `forgetlab.conf` package is imported, i.e. whenever Hydra composes."""
+    defaults list, and register the `${asset:NAME}` resolver. Called when the `forgetlab.conf` package is
+    imported, i.e. whenever Hydra composes."""
     from hydra.core.config_store import ConfigStore
 
+    from forgetlab.assets import RESOLVER, asset_path
     from forgetlab.config.schema import composition_schema
 
     ConfigStore.instance().store(name=SCHEMA_NAME, node=composition_schema())  # tasks.custom left open
+    # ${asset:stories260K}: a file shipped in the package (forgetlab/assets), by name instead of a machine path
+    OmegaConf.register_new_resolver(RESOLVER, asset_path, replace=True)
 
 
 def resolved_container(cfg: DictConfig) -> dict[str, Any]:

@@ -52,10 +52,20 @@ def resolve_max_length(requested: int | None, config: Any, tokenizer: Any, name:
     return requested
 
 
-def tokenizer_adds_bos(tokenizer: Any) -> bool:
-    """Whether the tokenizer starts encoded text with BOS by itself (Llama family yes; GPT-2, Qwen, T5 no)."""
+def expects_bos(tokenizer: Any) -> bool:
+    """What `add_bos: auto` means: whether inputs start with BOS (Llama family yes; GPT-2, Qwen, T5 no).
+
+    Yes when the tokenizer adds BOS by itself, or when it is a Llama sentencepiece tokenizer that does not
+    switch BOS off: Llama-family models were trained with BOS first, and `LlamaTokenizer` documents
+    `add_bos_token=True`, but transformers 5 loads a tokenizer.json folder whose tokenizer_config.json does
+    not name `add_bos_token` without it (llama2.c conversions such as the vendored stories260K)."""
     bos = tokenizer.bos_token_id
-    return bos is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos]
+    if bos is None:
+        return False
+    if tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos]:
+        return True
+    llama = any(c.__name__ in ("LlamaTokenizer", "LlamaTokenizerFast") for c in type(tokenizer).__mro__)
+    return llama and tokenizer.init_kwargs.get("add_bos_token") is not False
 
 
 def _switch(value: Any, key: str) -> str:
@@ -114,7 +124,7 @@ def load_pretrained(
         name=label,
         separator=separator if kind == "causal" else "",
         max_length=resolve_max_length(max_length, config, tokenizer, label),
-        add_bos=tokenizer_adds_bos(tokenizer) if bos_mode == "auto" else bos_mode == "true",
+        add_bos=expects_bos(tokenizer) if bos_mode == "auto" else bos_mode == "true",
         chat_template=bool(chat_template),
         max_new_tokens=max_new_tokens,
     )

@@ -26,6 +26,18 @@ class TruncationLog:
                         "(model.build.max_length)", task, cut, total, split, max_length)
         seen[split] = max(cut, seen.get(split, 0))
 
+    def state_dict(self) -> dict[str, dict[str, int]]:
+        """The counts, for a training checkpoint: a resumed run may not score again what was scored before
+        the checkpoint (e.g. the validation split, at evaluations the checkpoint already holds)."""
+        return {task: dict(splits) for task, splits in self.counts.items()}
+
+    def load_state_dict(self, state: dict[str, dict[str, int]]) -> None:
+        """Merge a checkpoint's counts into this log (largest count per task and split, as `record`)."""
+        for task, splits in state.items():
+            seen = self.counts.setdefault(task, {})
+            for split, cut in splits.items():
+                seen[split] = max(int(cut), seen.get(split, 0))
+
     def summary(self, max_length: int) -> dict:
         """What metrics.json records: the limit and the counts by task and split."""
         return {"max_length": max_length, "tasks": {t: dict(sorted(s.items())) for t, s in sorted(self.counts.items())}}
