@@ -120,6 +120,7 @@ def check_custom_tasks(tasks: TasksConfig) -> None:
         if kind not in kinds.KINDS:  # the schema's TaskKind and the loaders' kinds must agree
             raise ConfigError(f"{key}.kind={kind!r} has no loader; allowed: {list(kinds.KINDS)}")
         _check_kind_keys(key, kind, task, kinds.KIND_KEYS, kinds.REQUIRED_KEYS.get(kind, ()))
+        _check_format_fields(key, kind, task.fields)
         if task.sizes is not None:
             bad = [role for role in task.sizes if role not in SPLITS]
             if bad:
@@ -158,6 +159,17 @@ def _check_kind_keys(key: str, kind: str, task: CustomTaskConfig, kind_keys: Any
         raise ConfigError(f"{key}: kind={kind} needs {' and '.join(absent)} (e.g. {key}.prompt_template="
                           f"'question: {{question}}' {key}.completion_template='{{answer}}'), str.format "
                           "templates over the rows' fields")
+
+
+def _check_format_fields(key: str, kind: str, fields: Any) -> None:
+    """alpaca and chat read fixed field names; a mapping of any other name is a typo the data would hide."""
+    from forgetlab.tasks.formats import FIELDS
+
+    unknown = [name for name in (fields or {}) if kind in FIELDS and name not in FIELDS[kind]]
+    if unknown:
+        raise ConfigError(f"{key}.fields: {unknown} {'is' if len(unknown) == 1 else 'are'} not a field of kind={kind}; "
+                          f"it reads {list(FIELDS[kind])} (map them to your columns, e.g. {key}.fields."
+                          f"{FIELDS[kind][0]}=your_column)")
 
 
 def _check_task_source(key: str, task: CustomTaskConfig, roles: tuple[str, ...]) -> None:

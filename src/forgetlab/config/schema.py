@@ -298,6 +298,14 @@ class TaskKind(str, Enum):
     ner = "ner"  # CoNLL tokens/tags -> "person: Anna; location: Paris", entity F1
     classification = "classification"  # sentence -> label name, macro-F1 and accuracy
     text = "text"  # held-out text, scored by per-token loss (perplexity), never generated
+    alpaca = "alpaca"  # {instruction, input, output} rows in Alpaca's prompt, ROUGE
+    chat = "chat"  # {messages: [{role, content}, ...]} rows in the model's own chat template, ROUGE
+
+
+class ChatTrainOn(str, Enum):
+    last = "last"  # the last assistant turn only (the scored answer)
+    all_assistant = "all_assistant"  # every assistant turn of a multi-turn conversation
+    all = "all"  # every token of the conversation (no assistant mask)
 
 
 class DataFormat(str, Enum):
@@ -322,7 +330,8 @@ class CustomTaskConfig:
     they become prompts and answers, and which splits it has. Null keys keep the loader's own behaviour
     (forgetlab.tasks.external.build_external_task). Keys for one kind only are refused on the others."""
 
-    kind: TaskKind = knob(TaskKind.instruction, "instruction | summarization | ner | classification | text")
+    kind: TaskKind = knob(TaskKind.instruction, "instruction | summarization | ner | classification | text | "
+                                                "alpaca | chat")
     source: str | None = knob(None, "a local file (.jsonl .json .csv .tsv .txt .conll .parquet), a local dataset "
                                     "folder (datasets' save_to_disk, or parquet/JSONL/CSV files per split), or a "
                                     "hub dataset name; may be left out when `splits` names a file per role")
@@ -359,6 +368,9 @@ class CustomTaskConfig:
                                         "the last")
     sizes: dict[str, int] | None = knob(None, "this task's {train, validation, test} sizes; null = tasks.sizes")
     seed: int | None = knob(None, "seed of this task's split and subsets; null = tasks.seed")
+    train_on: ChatTrainOn | None = knob(None, "chat: which turns training puts the loss on: last (the scored "
+                                              "answer) | all_assistant (every assistant turn) | all (every "
+                                              "token); null = last. Scoring always takes the last turn")
     shrink: bool = knob(False, "fewer distinct inputs than `sizes` asks: scale every carved split down (with a "
                                "warning) instead of failing")
     skip_empty: bool = knob(False, "skip (and count in metrics.json skipped_rows) rows with an empty needed "

@@ -9,6 +9,15 @@ after every answer, and inputs cut to `max_length` tokens, with each cut example
 Cutting keeps what the model needs most: the answer (the loss falls on it) and the end of the prompt
 (where the answer starts); a leading BOS stays in place. Held-out text (an empty prompt) is the text
 alone after BOS (or the separator when the model has no BOS), never wrapped in a chat template.
+
+A conversation prompt (chat tasks, forgetlab.utils.conversation) is rendered by the model's own chat
+template; the scored answer is the template's last assistant turn, up to its first stop token (EOS or an
+end-of-turn id of the generation config; EOS is added when the template writes none). For training,
+`train_on` may put the loss on every assistant turn (or every token) too; scoring always takes the last.
+
+Training batches may be packed (`packing`, forgetlab.training.packing): several examples share a row,
+their position ids restart at each example and the model's attention keeps them apart; `label_logits`
+and the per-example losses read such batches as they read padded ones.
 """
 
 from __future__ import annotations
@@ -21,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from forgetlab.models.chat import ChatTemplateError, chat_pieces
 from forgetlab.models.truncation import TruncationLog
+from forgetlab.utils.conversation import read_conversation
 
 ModelKind = Literal["seq2seq", "causal"]
 IGNORE_INDEX = -100
@@ -40,6 +51,7 @@ class LanguageModel:
     add_bos: bool = False  # start every input with the tokenizer's BOS (what Llama tokenizers do themselves)
     chat_template: bool = False  # causal only: render prompts with the tokenizer's chat template
     max_new_tokens: int = 256  # cap of a task's generation length (its longest reference + a margin)
+    packing: str = "false"  # training batches packed padding-free: auto | true | false (training/packing.py)
     autocast: torch.dtype | None = None  # scoring under torch.autocast (bf16 on GPU, as training)
     truncation: TruncationLog = field(default_factory=TruncationLog, repr=False)
 
@@ -71,6 +83,7 @@ class LanguageModel:
         # the tokenizer's EOS ends every answer; an instruction model's own end-of-turn ids stop generation too
         own = gen.eos_token_id if isinstance(gen.eos_token_id, list) else []
         gen.eos_token_id = tok.eos_token_id if not own else list(dict.fromkeys([tok.eos_token_id, *own]))
+        self._stop_ids = set(gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id])
         if self.kind == "seq2seq" and getattr(self.model.config, "decoder_start_token_id", None) is not None:
             gen.decoder_start_token_id = self.model.config.decoder_start_token_id
         self._sep_ids = self._ids(self.separator) if self.kind == "causal" else []
@@ -83,6 +96,10 @@ class LanguageModel:
         """(head, body) of the input before the answer: `head` (a leading BOS) is never cut, `body` is the
         rendered prompt (+ separator for causal models, + EOS for seq2seq encoders)."""
         tok = self.tokenizer
+        conversation = read_conversation(prompt)
+        if conversation is not None:
+            head, body, _, _ = self._conversation(conversation[0], None, "last")
+            return head, body
         if self.kind == "seq2seq":
             body = self._ids(prompt) + [tok.eos_token_id]
         elif not prompt:  # held-out text: the text follows BOS, or the separator if there is no BOS
@@ -93,31 +110,74 @@ class LanguageModel:
             body = self._ids(text)
         else:
             body = self._ids(prompt) + self._sep_ids
-        bos = tok.bos_token_id
+        return self._split_bos(body)
+
+    def _split_bos(self, body: list[int]) -> tuple[list[int], list[int]]:
+        bos = self.tokenizer.bos_token_id
         if body[:1] == [bos] and bos is not None:  # a chat template that writes BOS itself
             return [bos], body[1:]
         return ([bos] if self.add_bos else []), body
 
-    def _layout(self, prompt: str, completion: str) -> tuple[list[int], list[int], bool]:
-        """(input ids, labels, truncated) of one example within `max_length` tokens."""
+    def _conversation(self, messages: list[dict], answer: str | None,
+                      train_on: str) -> tuple[list[int], list[int], list[int], list[int]]:
+        """(head, body, body labels, answer ids) of a conversation rendered by the chat template; the body's
+        labels are -100 except on the assistant turns `train_on` trains (`all`: every token)."""
+        if self.kind != "causal":
+            raise ChatTemplateError(f"model {self.name!r} is {self.kind}: chat conversations need a decoder-only "
+                                    "model with a chat template")
+        pieces = chat_pieces(self.tokenizer, messages, answer, self.name)
+        last = pieces.pop() if answer is not None else None
+        ids: list[int] = []
+        labels: list[int] = []
+        for text, assistant in pieces:
+            piece = self._ids(text)
+            ids += piece
+            if train_on == "all":
+                labels += piece
+            else:
+                trained = assistant and train_on == "all_assistant"
+                labels += self._turn(piece)[1] if trained else [IGNORE_INDEX] * len(piece)
+        head, body = self._split_bos(ids)
+        body_labels = labels[len(ids) - len(body):]
+        answer_ids = self._turn(self._ids(last[0]))[0] if last is not None else []
+        if last is not None and (not answer_ids or answer_ids[-1] not in self._stop_ids):
+            answer_ids.append(self.tokenizer.eos_token_id)  # a template that ends turns with no stop token
+        return head, body, body_labels, answer_ids
+
+    def _turn(self, piece: list[int]) -> tuple[list[int], list[int]]:
+        """An assistant turn up to its first stop token, and its labels within the whole piece (what follows
+        the stop, e.g. a newline before the next turn, is not trained)."""
+        end = next((i + 1 for i, t in enumerate(piece) if t in self._stop_ids), len(piece))
+        return piece[:end], piece[:end] + [IGNORE_INDEX] * (len(piece) - end)
+
+    def _layout(self, prompt: str, completion: str, train: bool = False) -> tuple[list[int], list[int], bool]:
+        """(input ids, labels, truncated) of one example within `max_length` tokens. `train`: labels as
+        training takes them (a conversation's `train_on`), else the scored answer's only."""
         eos, limit = self.tokenizer.eos_token_id, self.max_length
-        head, body = self._context(prompt)
-        answer = self._ids(completion) + [eos]
+        conversation = read_conversation(prompt)
+        if conversation is not None:
+            head, body, body_labels, answer = self._conversation(
+                conversation[0], completion, conversation[1] if train else "last")
+        else:
+            (head, body), body_labels = self._context(prompt), None
+            answer = self._ids(completion) + [eos]
         if self.kind == "seq2seq":
             cut = len(head) + len(body) > limit or len(answer) > limit
             return head + body[-max(limit - len(head), 1):], answer[:limit], cut
+        body_labels = body_labels if body_labels is not None else [IGNORE_INDEX] * len(body)
         cut = len(head) + len(body) + len(answer) > limit
         if cut:  # the answer keeps what the prompt leaves (the prompt keeps its end, up to half the room)
             answer = answer[: max(limit - len(head) - min(len(body), max(limit // 2, 1)), 1)]
             room = limit - len(head) - len(answer)
-            body = body[max(len(body) - room, 0):] if room > 0 else []
-        context = head + body
-        return context + answer, [IGNORE_INDEX] * len(context) + answer, cut
+            start = max(len(body) - room, 0) if room > 0 else len(body)
+            body, body_labels = body[start:], body_labels[start:]
+        return head + body + answer, [IGNORE_INDEX] * len(head) + body_labels + answer, cut
 
-    def encode(self, prompt: str, completion: str) -> dict[str, list[int]]:
-        """Token ids and labels for one training example; loss falls on completion + eos only.
-        `truncated` says whether the example had to be cut to fit `max_length`."""
-        ids, labels, cut = self._layout(prompt, completion)
+    def encode(self, prompt: str, completion: str, train: bool = False) -> dict[str, list[int]]:
+        """Token ids and labels for one example; loss falls on completion + eos (a conversation trained with
+        `train` and `train_on` set: on more of its turns). `truncated` says whether the example had to be
+        cut to fit `max_length`."""
+        ids, labels, cut = self._layout(prompt, completion, train)
         return {"input_ids": ids, "labels": labels, "truncated": cut}
 
     def encoding_key(self) -> dict:
@@ -126,11 +186,12 @@ class LanguageModel:
         from datasets.fingerprint import Hasher
 
         return {"kind": self.kind, "max_length": self.max_length, "separator": self.separator,
-                "add_bos": self.add_bos, "chat_template": self.chat_template, "tokenizer": Hasher.hash(self.tokenizer)}
+                "add_bos": self.add_bos, "chat_template": self.chat_template, "tokenizer": Hasher.hash(self.tokenizer),
+                "stop_ids": sorted(self._stop_ids)}  # where a conversation's trained turns end
 
     def encode_batch(self, batch: dict[str, list]) -> dict[str, list]:
-        """`datasets.Dataset.map(batched=True)` function over prompt/completion columns."""
-        out = [self.encode(p, c) for p, c in zip(batch["prompt"], batch["completion"])]
+        """`datasets.Dataset.map(batched=True)` function over prompt/completion columns (training data)."""
+        out = [self.encode(p, c, train=True) for p, c in zip(batch["prompt"], batch["completion"])]
         return {k: [o[k] for o in out] for k in ("input_ids", "labels", "truncated")}
 
     def generation_input(self, prompt: str, max_new_tokens: int) -> tuple[list[int], bool]:
@@ -164,7 +225,7 @@ class LanguageModel:
                      encoder_outputs: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-example summed negative log-likelihood of the labels, and the number of label tokens.
         A seq2seq model may be handed its `encoder_outputs` for `batch`, so the encoder is not run again."""
-        return self.losses_from_logits(*self.label_logits(batch, encoder_outputs))
+        return self.losses_from_logits(*self.label_logits(batch, encoder_outputs), self.target_examples(batch))
 
     def label_logits(self, batch: dict[str, torch.Tensor], encoder_outputs: Any = None,
                      model: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,14 +242,26 @@ class LanguageModel:
                 decoder_input_ids=decoder_input_ids,
             )
             return out.logits, labels
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        if "position_ids" in batch:  # packed: positions restart per example, the model's own mask keeps them apart
+            out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False)
+        else:
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         # prompt tuning (peft) prepends virtual tokens: keep the logits of the real positions only
         logits = out.logits[:, -batch["input_ids"].size(1):]
         return logits[:, :-1], labels[:, 1:]
 
     @staticmethod
-    def losses_from_logits(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`token_losses` from `label_logits`' output."""
+    def target_examples(batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Of a packed batch: the example (index in the batch) each of `label_logits`' targets belongs to, -1
+        on padding; None for a padded batch (one example per row)."""
+        examples = batch.get("example_ids")
+        return None if examples is None else examples[:, 1:]
+
+    @staticmethod
+    def losses_from_logits(logits: torch.Tensor, targets: torch.Tensor,
+                           examples: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`token_losses` from `label_logits`' output; `examples` (`target_examples`) sums a packed batch per
+        example instead of per row."""
         nll = F.cross_entropy(
             logits.reshape(-1, logits.size(-1)).float(),
             targets.reshape(-1),
@@ -196,7 +269,11 @@ class LanguageModel:
             reduction="none",
         ).view(targets.shape)
         valid = targets != IGNORE_INDEX
-        return (nll * valid).sum(dim=1), valid.sum(dim=1)
+        if examples is None:
+            return (nll * valid).sum(dim=1), valid.sum(dim=1)
+        n, index = int(examples.max()) + 1, examples.reshape(-1).clamp(min=0)  # padding has no label
+        sums = nll.new_zeros(n).index_add_(0, index, (nll * valid).reshape(-1))
+        return sums, valid.new_zeros(n, dtype=torch.long).index_add_(0, index, valid.reshape(-1).long())
 
     def _shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         start = self.model.config.decoder_start_token_id

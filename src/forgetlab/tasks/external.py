@@ -6,6 +6,7 @@
   ner             CoNLL `tokens`/`tags` -> "person: Anna; location: Paris" answers, metric entity_f1
   classification  `sentence` -> `label`, renamed by `label_names`, metric macro_f1 (+ accuracy)
   text            held-out text, no prompt and no generation, scored by per-token loss
+  alpaca, chat    standard instruction rows ({instruction, input, output}; {messages}), forgetlab.tasks.formats
 `fields` maps the kind's canonical names to the source's columns; `templates` replaces the kind's three
 default wordings. One source is carved into train/validation/test; `splits` takes the dataset's own splits
 instead ({train: train, test: test}, or a file per role). Problems with the data raise
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from forgetlab.tasks import kinds
+from forgetlab.tasks import formats, kinds
 from forgetlab.tasks.assemble import assemble_split_task, assemble_task
 from forgetlab.tasks.loaders import Table, load_split_tables, load_table, template_fields
 from forgetlab.tasks.task import SPLITS, InstructionTask
@@ -47,6 +48,7 @@ def build_external_task(
     shrink: bool = False,
     skip_empty: bool = False,
     splits: Mapping[str, str] | None = None,
+    train_on: str = "last",
 ) -> InstructionTask:
     """Turn rows of any dataset into a task whose splits share no input (carved out of one source), or
     keep the dataset's own `splits` ({role: split name or file}; overlapping inputs are counted).
@@ -67,6 +69,10 @@ def build_external_task(
         if kind == "instruction":
             chosen = [prompt_template, *(extra_templates or [])]
             return chosen, kinds.instruction_examples(table, chosen, completion_template, key_field, skip_empty)
+        if kind in ("alpaca", "chat"):
+            examples, skipped = (formats.alpaca_examples(table, fields, skip_empty) if kind == "alpaca"
+                                 else formats.chat_examples(table, fields, train_on, skip_empty))
+            return [formats.RENDERED], kinds.Prepared(examples, skipped)
         chosen = list(templates or kinds.DEFAULT_TEMPLATES[kind])
         _check_templates(name, kind, chosen)
         if kind == "summarization":
@@ -84,9 +90,11 @@ def build_external_task(
                            text_unit=text_unit, tag_column=tag_column, plain_format=plain)
         chosen, prepared = prepare(table)
         _check_rows([table], {"": prepared}, kind, fields)
-        return assemble_task(name, prepared.examples, chosen, sizes, seed, table.path, metric=metric, kind=kind,
+        task = assemble_task(name, prepared.examples, chosen, sizes, seed, table.path, metric=metric, kind=kind,
                              shrink=shrink, skipped_rows=prepared.skipped,
                              description=f"{kind} task from {table.path}")
+        task.origin = f"{table.path}: {table.rows[0].where}"
+        return task
     unknown = [r for r in splits if r not in SPLITS]
     if unknown:
         raise ValueError(f"task {name!r}: unknown split role(s) {unknown} in splits; allowed roles: {list(SPLITS)}")
@@ -101,12 +109,15 @@ def build_external_task(
             prepared_by_role = {role: prepare(t, union) for role, t in tables.items()}
     _check_rows(list(tables.values()), {role: p for role, (_, p) in prepared_by_role.items()}, kind, fields)
     chosen = next(iter(prepared_by_role.values()))[0]
-    return assemble_split_task(
+    first = next(iter(tables.values()))
+    task = assemble_split_task(
         name, {role: p.examples for role, (_, p) in prepared_by_role.items()}, chosen, sizes, seed,
         {role: t.path for role, t in tables.items()}, metric=metric, kind=kind,
         skipped_rows=sum(p.skipped for _, p in prepared_by_role.values()),
         description=f"{kind} task from {', '.join(f'{r}: {t.path}' for r, t in tables.items())}",
     )
+    task.origin = f"{first.path}: {first.rows[0].where}"
+    return task
 
 
 def _check_rows(tables: list[Table], prepared: dict[str, kinds.Prepared], kind: str, fields: Any) -> None:

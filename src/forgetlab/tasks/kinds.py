@@ -15,7 +15,7 @@ from forgetlab.evaluation.entities import CONLL_TYPES, format_entities, is_valid
 from forgetlab.tasks.assemble import Example
 from forgetlab.tasks.loaders import DataFileError, Row, Table, empty_fields, require, template_fields
 
-KINDS = ("instruction", "summarization", "ner", "classification", "text")
+KINDS = ("instruction", "summarization", "ner", "classification", "text", "alpaca", "chat")  # alpaca, chat: formats.py
 
 SUMMARIZATION_TEMPLATES = (
     "Summarize this dialogue:\n{dialogue}",
@@ -50,6 +50,8 @@ KIND_KEYS: Mapping[str, frozenset[str]] = MappingProxyType({
     "ner": frozenset({"templates", "fields", "metric", "tag_names", "entity_types", "tag_column"}),
     "classification": frozenset({"templates", "fields", "metric", "label_names"}),
     "text": frozenset({"fields", "text_unit"}),
+    "alpaca": frozenset({"fields", "metric"}),
+    "chat": frozenset({"fields", "metric", "train_on"}),
 })
 # Keys every instruction task needs (the other kinds have default wordings and fields).
 REQUIRED_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
@@ -60,6 +62,7 @@ DEFAULT_METRICS: Mapping[str, str] = MappingProxyType({
     "classification": "macro_f1", "text": "perplexity",
     # free-text answers: ROUGE credits partial overlap, where exact match is ~0 for long answers and hides
     # gradual forgetting (ROUGE-L is what SuperNI and TRACE report for such tasks)
+    "alpaca": "rouge", "chat": "rouge",
 })
 
 

@@ -42,6 +42,7 @@ class InstructionTask:
     # validation and test inputs also occur in the train split (a dataset's own splits may share some)
     split_origins: dict[str, str] = field(default_factory=lambda: {s: "generated" for s in SPLITS})
     overlap: dict[str, int] = field(default_factory=lambda: {"validation": 0, "test": 0})
+    origin: str = ""  # where its first row comes from ("data.jsonl: line 1"), for errors only a model reveals
     _fingerprints: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def fingerprint(self, split: str) -> str:
