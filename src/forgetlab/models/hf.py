@@ -8,11 +8,13 @@ conf/model/ only name the checkpoint and the switches that are a choice (chat te
 
 from __future__ import annotations
 
+import inspect
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, masking_utils
 
 from forgetlab.models.language_model import LanguageModel
 
@@ -68,6 +70,38 @@ def expects_bos(tokenizer: Any) -> bool:
     return llama and tokenizer.init_kwargs.get("add_bos_token") is not False
 
 
+# attention implementations whose masks transformers builds from restarting position ids when no attention mask
+# is passed (masking_utils.find_packed_sequence_indices), or that run variable-length kernels on them (flash)
+PACKED_ATTENTION = ("eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3")
+PACKED_MASKS = ("create_causal_mask", "create_sliding_window_causal_mask")
+
+
+def packing_blocker(model: Any, kind: str) -> str | None:
+    """Why examples packed into one row could attend to each other in `model`, or None when packing is exact:
+    a decoder-only model whose modelling code builds its mask with transformers' mask functions (which read
+    packed position ids), under an attention implementation that honours them, without virtual tokens."""
+    if kind != "causal":
+        return "an encoder-decoder model: its encoder has no packed-sequence mask"
+    peft_config = getattr(model, "active_peft_config", None)
+    if getattr(peft_config, "is_prompt_learning", False):
+        return "prompt learning prepends virtual tokens that every packed example would attend to"
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    impl = getattr(base.config, "_attn_implementation", None)
+    if impl not in PACKED_ATTENTION:
+        return f"attention implementation {impl!r}; packed masks need one of {list(PACKED_ATTENTION)}"
+    module = sys.modules.get(type(base).__module__)
+    if not any(getattr(module, name, None) is getattr(masking_utils, name) for name in PACKED_MASKS):
+        return f"{type(base).__name__} builds its own attention mask, which ignores packed position ids"
+    if "position_ids" not in inspect.signature(base.forward).parameters:
+        return f"{type(base).__name__} takes no position ids"
+    return None
+
+
+def packing_refused(label: str, blocker: str) -> ValueError:
+    return ValueError(f"model.build.packing=true: {label!r} cannot keep packed examples apart ({blocker}); "
+                      "allowed: model.build.packing=auto (packs only where exact) or false (padded batches)")
+
+
 def _switch(value: Any, key: str) -> str:
     text = str(value).lower()
     if text not in ("auto", "true", "false"):
@@ -87,13 +121,16 @@ def load_pretrained(
     chat_template: bool = False,
     max_new_tokens: int = 256,
     gradient_checkpointing: bool = False,
+    packing: Any = "auto",
 ) -> LanguageModel:
     """Load model and tokenizer with `from_pretrained`; `kind='auto'` asks `config.is_encoder_decoder`.
 
     Weights load from safetensors only (no pickle), and code shipped with a model runs only when the
     model config sets `trust_remote_code: true` (recorded in run_record.json with the resolved config).
     `add_bos: auto` follows the tokenizer; `chat_template: true` renders prompts with the tokenizer's chat
-    template (instruction models); `gradient_checkpointing: true` trades compute for activation memory."""
+    template (instruction models); `gradient_checkpointing: true` trades compute for activation memory;
+    `packing: auto` trains on padding-free packed batches where the model keeps packed examples apart exactly
+    (true: refused where it cannot; false: padded batches)."""
     local = Path(name_or_path).expanduser()
     source = str(local) if local.exists() else name_or_path
     try:
@@ -108,6 +145,7 @@ def load_pretrained(
     if kind not in ("seq2seq", "causal"):
         raise ValueError(f"model.kind must be one of ['auto', 'seq2seq', 'causal'], got {kind!r}")
     bos_mode = _switch(add_bos, "add_bos")
+    packing_mode = _switch(packing, "packing")
     auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
     model = auto.from_pretrained(source, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -127,7 +165,12 @@ def load_pretrained(
         add_bos=expects_bos(tokenizer) if bos_mode == "auto" else bos_mode == "true",
         chat_template=bool(chat_template),
         max_new_tokens=max_new_tokens,
+        packing=packing_mode,
     )
-    log.info("%s: %s, max_length %d, BOS %s, chat template %s", label, kind, lm.max_length,
-             "yes" if lm.add_bos else "no", "yes" if lm.chat_template else "no")
+    blocker = packing_blocker(model, lm.kind)
+    if packing_mode == "true" and blocker:  # refused at load, before anything is scored or trained
+        raise packing_refused(label, blocker)
+    log.info("%s: %s, max_length %d, BOS %s, chat template %s, packed training %s", label, kind, lm.max_length,
+             "yes" if lm.add_bos else "no", "yes" if lm.chat_template else "no",
+             "no" if packing_mode == "false" or blocker else "yes")
     return lm

@@ -14,6 +14,7 @@ from forgetlab.models.language_model import LanguageModel
 from forgetlab.training.datamodule import InstructionDataModule
 from forgetlab.training.distributed import per_device_batch_size
 from forgetlab.training.module import InstructionTuner, Penalty
+from forgetlab.training.packing import PackedCollator, training_collate
 from forgetlab.utils.columns import column
 
 
@@ -34,7 +35,8 @@ def fit(
     cached there for later runs.
     """
     task_names = sorted(set(column(train, "task")))
-    data = InstructionDataModule(train, lm.encode_batch, lm.collate, optim.batch_size, seed, task_names,
+    collate = training_collate(lm)  # padding-free packed batches where the model allows it (model.build.packing)
+    data = InstructionDataModule(train, lm.encode_batch, collate, optim.batch_size, seed, task_names,
                                  group_by_length=optim.group_by_length, cache_dir=data_cache_dir,
                                  encoding_key=lm.encoding_key())
     module = InstructionTuner(lm, optim, penalty=penalty, task_names=task_names)
@@ -60,5 +62,6 @@ def fit(
             "per_process": per_device_batch_size(optim.batch_size, trainer.world_size),
             "processes": trainer.world_size,
             "accumulate_grad_batches": trainer.accumulate_grad_batches,
+            "packed": isinstance(collate, PackedCollator),  # examples laid end to end, padding-free
         },
     }

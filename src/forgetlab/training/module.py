@@ -44,7 +44,7 @@ class InstructionTuner(L.LightningModule):
         distill = getattr(self.penalty, "needs_logits", False)
         if distill:  # the term reads this forward's logits: no second pass of the model being trained
             logits, targets = self.lm.label_logits(batch)
-            nll, ntok = self.lm.losses_from_logits(logits, targets)
+            nll, ntok = self.lm.losses_from_logits(logits, targets, self.lm.target_examples(batch))
         else:
             nll, ntok = self.lm.token_losses(batch)
         # Sums over the global batch (all processes; one all-reduce, a no-op on one device): the loss is the
