@@ -233,4 +233,4 @@ def test_the_cli_runs_a_sequence_when_one_is_configured(tmp_path, monkeypatch):
     assert seen == ["continual", "single"]
     cfg = compose_config(["experiment=continual"], tmp_path)
     assert cfg.sequence.stages == [["length"], ["uppercase"], ["copy"], ["reverse"]]
-    assert cfg.run_name == "full-four_tasks-s0"
+    assert cfg.run_name == "full-three_tasks-s0"
