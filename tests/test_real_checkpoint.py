@@ -6,14 +6,16 @@ forgets its own stories when fine-tuned on a task it does not know (full fine-tu
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from forgetlab.assets import asset_path, available_assets
+from forgetlab.assets.make_stories260k_data import color_task
 from forgetlab.models.language_model import IGNORE_INDEX
 from tests.conftest import compose_config
 
@@ -94,3 +96,42 @@ def test_story_text_scores_far_better_than_other_text(stories_lm):
     assert inside < 1.3 and outside > 3.5, (inside, outside)  # PROVENANCE.txt: 1.13 and 3.95
     assert text_loss(lm, [IN_DOMAIN]) < text_loss(lm, [OUT_OF_DOMAIN])  # as forgetlab scores it, EOS included
 
+
+def test_its_own_stories_are_what_it_knows_best(stories_lm):
+    stories = Path(asset_path("stories260K_stories.txt")).read_text().split("\n\n")
+    assert len(stories) >= 200 and all(s.strip() for s in stories)
+    own = text_loss(stories_lm, [s.strip() for s in stories[:16]], with_eos=False)
+    assert own < text_loss(stories_lm, [IN_DOMAIN], with_eos=False)
+
+
+# ----------------------------------------------------------------------------- the data made from it
+def test_task_file_is_what_its_generator_writes_and_the_model_does_not_know_it():
+    rows = [json.loads(line) for line in Path(asset_path("stories260K_task.jsonl")).read_text().splitlines()]
+    assert rows == color_task()[: len(rows)] and len(rows) >= 1000
+    assert len({r["prompt"] for r in rows}) == len(rows)
+    assert all(r["completion"] in r["prompt"].split(". ")[0].split() for r in rows)  # the answer is in the prompt
+
+
+# ----------------------------------------------------------------------------- forgetting
+@pytest.mark.parametrize("strategy", ["full", "lora"])
+def test_fine_tuning_learns_the_task_and_forgets_stories(strategy, tmp_path):
+    from forgetlab.run import run_experiment
+
+    cfg = compose_config(["experiment=stories260k", f"strategy={strategy}", "strategy.optim.steps=60",
+                          "eval.every_n_steps=0", "diagnostics.spectral=false", "checkpoint_every_n_steps=1000",
+                          "tasks.sizes={train: 400, validation: 8, test: 40}"], tmp_path / "run",
+                         tmp_path / "cache")
+    with open_dict(cfg):
+        cfg.tasks.custom.stories.sizes = {"train": 16, "validation": 4, "test": 24}
+    run_experiment(cfg)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
+    before, after = metrics["before"], metrics["after"]
+    assert after["colors"]["loss"] < before["colors"]["loss"] / 2  # the target is learnt (loss 8.5 -> ~1)
+    if strategy == "full":  # answers exactly; LoRA (q, v) writes the right colour but cannot learn to stop:
+        assert after["colors"]["score"] >= before["colors"]["score"] + 10  # llama2.c never trained EOS
+    else:
+        rows = [json.loads(line) for line in (tmp_path / "run/predictions/after/colors.jsonl").open()]
+        right = sum(r["prediction"].split()[0].startswith(r["references"][0]) for r in rows if r["prediction"])
+        assert right >= len(rows) / 2, rows[:3]
+    assert metrics["loss_increase"]["stories"] > 0 and after["stories"]["score"] < before["stories"]["score"]

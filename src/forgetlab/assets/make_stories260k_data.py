@@ -43,8 +43,8 @@ THINGS = ["ball", "car", "hat", "dog", "cat", "box", "kite", "bike", "cup", "bag
 def clean(text: str) -> str | None:
     """A story cut at its last finished sentence, paragraphs on single lines; None if too short."""
     text = re.sub(r"\n\s*\n+", "\n", text.strip())
-    end = max(text.rfind(c) for c in ".!?\"")
-    text = text[: end + 1].strip() if end > 0 else ""
+    ends = [m.end() for m in re.finditer(r'[.!?]"?(?=\s|$)', text)]  # a sentence end, its closing quote kept
+    text = text[: ends[-1]].strip() if ends else ""
     return text if len(text) >= 120 else None
 
 
