@@ -20,7 +20,12 @@ from forgetlab.evaluation.forgetting import summarize_forgetting
 from forgetlab.evaluation.lm_eval_bridge import check_installed, lm_eval_summary, score_lm_eval
 from forgetlab.evaluation.predictions import PredictionWriter
 from forgetlab.evaluation.score_cache import cached_scores, scoring_key
-from forgetlab.evaluation.scoring import describe_metrics, score_tasks_examples
+from forgetlab.evaluation.scoring import (
+    describe_metrics,
+    reset_scored_count,
+    score_tasks_examples,
+    scored_per_process,
+)
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.models.placement import place_for_scoring
 from forgetlab.models.truncation import TruncationLog
@@ -37,11 +42,12 @@ from forgetlab.training.base_stage import load_or_train_base
 from forgetlab.training.budget_selection import budget_table, score_selected
 from forgetlab.training.callbacks import PeriodicEvaluation
 from forgetlab.training.checkpoint_files import usable_checkpoint
-from forgetlab.training.distributed import check_trainer, is_global_zero
+from forgetlab.training.distributed import barrier, check_trainer, is_global_zero, start_processes
 from forgetlab.training.fit import fit
 from forgetlab.training.mixing import build_training_data, composition
 from forgetlab.training.progress import StepProgress
 from forgetlab.training.self_distill import self_distill
+from forgetlab.training.sharded import check_engine, gather_whole_model
 from forgetlab.utils import sweep
 from forgetlab.utils.console import quiet_third_party
 from forgetlab.utils.determinism import make_deterministic
@@ -107,13 +113,24 @@ def build_callbacks(specs: DictConfig | None, eval_tasks: dict) -> list[L.Callba
     return callbacks
 
 
+def post_hoc_rescoring(run_dir: Path, config: TrainConfig) -> None:
+    """The rescoring steps that rebuild the finished run from its files (repair.json, interpolation.json);
+    every process of a multi-process run takes part (each scores its share), once rank 0 wrote the files."""
+    if config.diagnostics.repair_lambdas:  # the post-hoc repair as a step of the run (repair.json beside it)
+        repair_run(run_dir, config.diagnostics.repair_lambdas, config.diagnostics.repair_budget)
+    if config.diagnostics.interpolate:  # theta0 + alpha (theta - theta0) rescored (interpolation.json beside it)
+        interpolate_run(run_dir, config.diagnostics.interpolate, config.select.budgets,
+                        config.diagnostics.extrapolate)
+
+
 def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
                    startup_s: float | None = None) -> dict[str, Any] | None:
     """Run one experiment described by `cfg` and return (and write) its metrics. `startup_s`: seconds the
     process spent before this call (interpreter, imports, composition), recorded as the start-up phase.
 
-    Under DDP every process runs this; only rank 0 scores and writes files, the others set up what
-    training needs, train, and return None (forgetlab.training.distributed).
+    Under DDP / FSDP / DeepSpeed every process runs this: the others start right after the base stage, every
+    scoring is shared between all of them (evaluation/scoring.py), and only rank 0 writes files and returns
+    the metrics; the others return None (forgetlab.training.distributed).
     """
     timer = PhaseTimer()
     if startup_s is not None:
@@ -121,6 +138,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
     timer.enter("data")  # tasks and model
     rank0 = is_global_zero()
     config = validate(cfg)  # typed; a bad key or an out-of-range value fails here, before any model loads
+    check_engine(cfg.trainer, config.strategy)  # FSDP / DeepSpeed with what they cannot run: fails here too
     quiet_third_party(config.verbose)
     run_dir = make_run_dir(config.paths.output_dir)
     make_deterministic(config.seed, config.threads, config.deterministic)
@@ -135,27 +153,37 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
     timer.enter("data")
     # A fresh count for this run: the base stage's own cuts (absent when it comes from the cache) are not its.
     lm.truncation = TruncationLog()
+    reset_scored_count(lm)
     eval_tasks = suite.eval_tasks()
     if rank0:
         write_run_record(run_dir, cfg, suite, base)
+    callbacks = build_callbacks(cfg.callbacks, eval_tasks)
+    # use_distributed_sampler=False: the data module's sampler shards each global batch itself
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=(rank0 and build_loggers(cfg.logger, wandb)) or False,
+                                     callbacks=callbacks, use_distributed_sampler=False)
+    check_trainer(trainer, sweep.is_multirun())
+    # The other processes start here (after the base stage, which they load from the cache), so the scores
+    # before training are shared between them too.
+    start_processes(trainer)
 
     # Reseed: what follows must not depend on whether the base stage was trained now or loaded from cache.
     make_deterministic(config.seed, config.threads, config.deterministic)
     timer.enter("scoring_before")
     before, before_cached, lm_eval_before = {}, False, None
     predictions = PredictionWriter.from_eval(run_dir, evalc)  # predictions/<step>/<task>.jsonl
-    if rank0:  # the base's scores are the same for every job of a sweep: cached by the weights' hash
-        place_for_scoring(lm, cfg.trainer)
-        key = None if base is None else scoring_key(
-            base["weights_sha256"], eval_tasks, "test",
-            {"batch_size": evalc.batch_size, "max_examples": evalc.test_max_examples, "threads": config.threads,
-             "max_batch_tokens": evalc.max_batch_tokens,
-             "encoding": lm.encoding_key(), "max_new_tokens": lm.max_new_tokens,
-             "trainer": {k: cfg.trainer.get(k) for k in ("accelerator", "precision")}})
-        before, before_rows, before_cached = cached_scores(
-            config.paths.data_cache_dir, key,
-            lambda: score_tasks_examples(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples,
-                                         evalc.max_batch_tokens))
+    # the base's scores are the same for every job of a sweep: cached by the weights' hash
+    place_for_scoring(lm, cfg.trainer)
+    key = None if base is None else scoring_key(
+        base["weights_sha256"], eval_tasks, "test",
+        {"batch_size": evalc.batch_size, "max_examples": evalc.test_max_examples, "threads": config.threads,
+         "max_batch_tokens": evalc.max_batch_tokens,
+         "encoding": lm.encoding_key(), "max_new_tokens": lm.max_new_tokens,
+         "trainer": {k: cfg.trainer.get(k) for k in ("accelerator", "precision")}})
+    before, before_rows, before_cached = cached_scores(  # every process; rank 0 reads and writes the cache
+        config.paths.data_cache_dir, key,
+        lambda: score_tasks_examples(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples,
+                                     evalc.max_batch_tokens))
+    if rank0:
         predictions.write("before", before_rows)
         lm_eval_before = score_lm_eval(lm, config.lm_eval) if config.lm_eval.tasks else None
     timer.enter("training")
@@ -168,23 +196,17 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
 
     optim = strategy.optim
     train, rates = build_training_data(strategy.data, suite, optim.steps * optim.batch_size, config.seed)
-    callbacks = build_callbacks(cfg.callbacks, eval_tasks)
-    # use_distributed_sampler=False: the data module's sampler shards each global batch itself
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=(rank0 and build_loggers(cfg.logger, wandb)) or False,
-                                     callbacks=callbacks, use_distributed_sampler=False)
-    check_trainer(trainer, sweep.is_multirun())
     checkpoints = next((Path(c.dirpath) for c in callbacks if isinstance(c, ModelCheckpoint) and c.dirpath),
                        run_dir / CHECKPOINT_DIR)
     resume = usable_checkpoint(checkpoints / "last.ckpt")  # a corrupt one is set aside with a warning
     stats = fit(lm, train, trainer, optim, config.seed, penalty=penalty,
                 ckpt_path=str(resume) if resume else None, data_cache_dir=config.paths.data_cache_dir)
-    if not rank0:
-        return None
     periodic = next((c for c in callbacks if isinstance(c, PeriodicEvaluation)), None)
     if periodic is not None:
         timer.split_off("periodic_evaluation", "training", periodic.seconds)
 
     timer.enter("scoring_after")
+    gather_whole_model(lm)  # FSDP / ZeRO-3: the whole weights, tensor by tensor, on every process
     place_for_scoring(lm, cfg.trainer)  # Lightning hands the model back on the CPU
     after, after_rows = score_tasks_examples(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples,
                                              evalc.max_batch_tokens)
@@ -192,6 +214,10 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
     lm_eval = lm_eval_summary(lm_eval_before, score_lm_eval(lm, config.lm_eval)) if lm_eval_before else None
     selected = score_selected(lm, callbacks, eval_tasks, evalc, before, suite.target,  # None without a budget
                               predictions)
+    if not rank0:  # the others join the post-hoc rescoring once rank 0 has written the run's files
+        barrier()
+        post_hoc_rescoring(run_dir, config)
+        return None
     timer.enter("diagnostics")
     movement = weight_movement(start, lm.model, config.diagnostics)  # incl. intruder dimensions (SVDs)
     timer.enter("saving")  # until metrics.json is written: its own write is all that is left out
@@ -233,11 +259,10 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
     timer.enter(None)
     # Wall-clock numbers describe the machine, not the experiment: the reproduce check ignores them.
     metrics["timing"] = {**timer.summary(), "train_wall_time_s": stats["train_wall_time_s"],
-                         "tokens_per_s": stats["tokens_per_s"], "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                         "tokens_per_s": stats["tokens_per_s"], "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                         # examples each process scored (all scorings of the run): shared when all are > 0
+                         "scored_examples_per_process": scored_per_process(lm)}
     write_json(run_dir / METRICS_FILE, metrics)
-    if config.diagnostics.repair_lambdas:  # the post-hoc repair as a step of the run (repair.json beside it)
-        repair_run(run_dir, config.diagnostics.repair_lambdas, config.diagnostics.repair_budget)
-    if config.diagnostics.interpolate:  # theta0 + alpha (theta - theta0) rescored (interpolation.json beside it)
-        interpolate_run(run_dir, config.diagnostics.interpolate, config.select.budgets,
-                        config.diagnostics.extrapolate)
+    barrier()  # the post-hoc steps rebuild the run from the files written above, on every process
+    post_hoc_rescoring(run_dir, config)
     return metrics

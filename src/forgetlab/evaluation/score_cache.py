@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from forgetlab.training.distributed import from_zero, rank_and_world
 from forgetlab.utils.io import UnreadableJSONError, read_json, stable_hash, write_text
 
 log = logging.getLogger(__name__)
@@ -46,20 +47,34 @@ def cached_scores(cache_dir: str | Path | None, key: dict[str, Any] | None,
     """(scores, per-example rows by task, whether they came from the cache): `compute()` (which returns
     the first two) unless `<cache_dir>/scores/<hash>.json` holds both for exactly `key`; freshly computed
     ones are stored there. An entry without rows (written before predictions were kept) is computed again,
-    so every job of a sweep writes its before-predictions."""
+    so every job of a sweep writes its before-predictions. With several processes every one must call this;
+    the entry is read and written by rank 0 alone, the rows are rank 0's ({} on the others)."""
     if cache_dir is None or key is None:
         return *compute(), False
     path = Path(cache_dir) / "scores" / f"{stable_hash(key)}.json"
-    if path.is_file():
-        try:
-            entry = read_json(path)
-            if entry.get("key") == key and isinstance(entry.get("predictions"), dict):
-                return entry["scores"], entry["predictions"], True
-        except (OSError, UnreadableJSONError, KeyError, AttributeError) as err:
-            log.warning("ignoring unreadable score cache %s (%s)", path, err)
+    # Several processes (DDP): rank 0 alone reads and writes the entry and tells the others whether it hit,
+    # so all of them either take its scores or score together (evaluation/scoring.py shares the work).
+    rank = rank_and_world()[0]
+    entry = _read_entry(path, key) if rank == 0 else None
+    if from_zero(entry is not None):
+        return from_zero(entry["scores"] if entry else None), (entry["predictions"] if entry else {}), True
     scores, rows = compute()
-    try:  # one line, not indented: the rows make it the size of the test sets
-        write_text(path, json.dumps({"key": key, "scores": scores, "predictions": rows}, default=str) + "\n")
-    except OSError as err:  # a read-only cache costs time, never the run
-        log.warning("could not cache scores in %s (%s)", path.parent, err)
+    if rank == 0:
+        try:  # one line, not indented: the rows make it the size of the test sets
+            write_text(path, json.dumps({"key": key, "scores": scores, "predictions": rows}, default=str) + "\n")
+        except OSError as err:  # a read-only cache costs time, never the run
+            log.warning("could not cache scores in %s (%s)", path.parent, err)
     return scores, rows, False
+
+
+def _read_entry(path: Path, key: dict[str, Any]) -> dict | None:
+    """The cache entry at `path` if it is readable, for exactly `key`, and holds the rows."""
+    if not path.is_file():
+        return None
+    try:
+        entry = read_json(path)
+        if entry.get("key") == key and isinstance(entry.get("predictions"), dict):
+            return entry
+    except (OSError, UnreadableJSONError, KeyError, AttributeError) as err:
+        log.warning("ignoring unreadable score cache %s (%s)", path, err)
+    return None

@@ -10,12 +10,19 @@ token, in percent. It lies in [0, 100] and higher is better like every other sco
 A task's generation length is its longest reference in the model's tokens plus a margin, capped by the
 model's `max_new_tokens`; examples cut to fit the model's `max_length` are counted in `truncated` (and
 reported once per task and split by the model's `TruncationLog`).
+
+Multi-process runs (DDP, FSDP, DeepSpeed) share every scoring: the batches are planned from the data alone,
+so they are the same whatever the number of processes; each process scores its share of all the tasks'
+batches, rank 0 gathers them (torch.distributed.gather_object) and puts predictions and per-example losses
+back in split order, sums the losses batch by batch in the one-process order, and computes each task's
+metric (ROUGE, F1, ...) on the whole list. The scores are bit-identical to one process's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,6 +30,7 @@ import torch
 from forgetlab.evaluation.metrics import resolve_metric
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.tasks.task import InstructionTask
+from forgetlab.training.distributed import from_zero, gather_to_zero, rank_and_world
 from forgetlab.utils.columns import column
 from forgetlab.utils.console import progress
 
@@ -82,6 +90,168 @@ def length_batches(lengths: list[int], batch_size: int, max_tokens: int | None) 
     return batches
 
 
+@dataclass
+class TaskPlan:
+    """One task's split as scoring sees it: its examples encoded and cut into batches. Every process of a
+    multi-process run makes the same plan (it depends only on the data and settings), so the batches, and
+    with them every prediction and loss, are those of one process whoever scores them."""
+
+    task: InstructionTask
+    data: Any
+    generate: bool
+    max_new: int
+    prompts: list[str]
+    feats: list[dict]
+    truncated: int
+    batches: list[list[int]]
+    costs: list[int]  # per batch: examples x (longest input + generated tokens)
+
+
+def plan_task(lm: LanguageModel, task: InstructionTask, split: str, batch_size: int, max_examples: int | None,
+              max_batch_tokens: int | None) -> TaskPlan:
+    data = task.splits[split]
+    if max_examples is not None and len(data) > max_examples:
+        data = data.select(range(max_examples))
+    generate = task.kind != "text"
+    max_new = generation_length(lm, task) if generate else 0
+    prompts = column(data, "prompt")
+    feats = [lm.encode(p, c) for p, c in zip(prompts, column(data, "completion"))]
+    truncated = sum(bool(f["truncated"] or (generate and lm.generation_input(p, max_new)[1]))
+                    for f, p in zip(feats, prompts))
+    # Batches of similar length pad little; predictions are put back in the split's order after. A batch's
+    # cost is its examples x (longest input + the tokens generated for it).
+    lengths = [max(len(f["input_ids"]), len(f["labels"])) + max_new for f in feats]
+    batches = length_batches(lengths, batch_size, max_batch_tokens)
+    costs = [len(b) * max(lengths[i] for i in b) for b in batches]
+    return TaskPlan(task, data, generate, max_new, prompts, feats, truncated, batches, costs)
+
+
+def assign_batches(costs: list[int], world: int) -> list[int]:
+    """The process that scores each batch: the costliest first, each to the least loaded process so far
+    (ties: the lower rank). The same on every process, and all on rank 0 with one."""
+    loads, owner = [0] * world, [0] * len(costs)
+    for unit in sorted(range(len(costs)), key=lambda u: -costs[u]):
+        rank = min(range(world), key=lambda r: loads[r])
+        owner[unit] = rank
+        loads[rank] += costs[unit]
+    return owner
+
+
+def score_batches(lm: LanguageModel, plans: list[TaskPlan], units: list[tuple[int, int]],
+                  advance: Any = None) -> dict[tuple[int, int], tuple]:
+    """Score the batches `units` ((plan, batch) pairs, in order) of `plans`: per unit (predictions or None,
+    per-example summed losses, per-example label tokens, the batch's loss sum, its token sum)."""
+    out: dict[tuple[int, int], tuple] = {}
+    was_training = lm.model.training
+    lm.model.eval()
+    try:
+        with inference_context(lm):
+            for p, b in units:
+                plan = plans[p]
+                idx = plan.batches[b]
+                texts, s, n = lm.score_batch([plan.feats[i] for i in idx], [plan.prompts[i] for i in idx],
+                                             plan.max_new if plan.generate else None)
+                out[(p, b)] = (texts, s.tolist(), [int(x) for x in n.tolist()], float(s.sum()), int(n.sum()))
+                if advance is not None:
+                    advance(1, info=plan.task.name)
+    finally:
+        lm.model.train(was_training)
+    return out
+
+
+def assemble(lm: LanguageModel, plan: TaskPlan, p: int, results: dict[tuple[int, int], tuple]
+             ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One task's scores and per-example rows from the results of all its batches, taken in batch order:
+    the same sums in the same order as one process scoring them all."""
+    data, n = plan.data, len(plan.feats)
+    preds: list[str | None] = [None] * n
+    nlls, ntoks = [0.0] * n, [0] * n
+    loss_sum, tok_sum = 0.0, 0
+    for b, idx in enumerate(plan.batches):
+        texts, s, t, batch_loss, batch_toks = results[(p, b)]
+        for i, text in zip(idx, texts or []):
+            preds[i] = text
+        for i, nll, ntok in zip(idx, s, t):
+            nlls[i], ntoks[i] = nll, ntok
+        loss_sum += batch_loss
+        tok_sum += batch_toks
+    loss = loss_sum / max(tok_sum, 1)
+    truncated = plan.truncated
+    references = _references(data)
+    if not plan.generate:
+        result = {"score": text_score(loss), "loss": loss, "n": len(data), "headline": TEXT_HEADLINE,
+                  "perplexity": perplexity(loss), "metrics": {TEXT_HEADLINE: text_score(loss)},
+                  "truncated": truncated}
+        values = [{TEXT_HEADLINE: text_score(nll / max(ntok, 1))} for nll, ntok in zip(nlls, ntoks)]
+        headline = TEXT_HEADLINE
+    else:
+        metric = resolve_metric(plan.task.metric)
+        aggregate, values = metric.compute_examples(preds, references)
+        headline = metric.headline
+        result = {"score": aggregate[headline], "loss": loss, "n": len(data), "headline": headline,
+                  "metrics": aggregate, "truncated": truncated}
+    keys = column(data, "key") if "key" in data.column_names else [None] * len(data)
+    rows = [{"index": i, "key": keys[i], "prompt": plan.prompts[i],
+             "references": refs if isinstance(refs, list) else [refs], "prediction": preds[i],
+             "score": values[i].get(headline), "values": values[i], "nll": nlls[i], "tokens": ntoks[i]}
+            for i, refs in enumerate(references)]
+    return result, rows
+
+
+def scored_per_process(lm: LanguageModel) -> list[int]:
+    """Examples each process has scored with `lm` so far, by rank (rank 0's count of the gathers; every
+    entry non-zero shows that scoring was shared). Meant for metrics.json's timing."""
+    return list(lm.__dict__.get("_scored_per_process", []))
+
+
+def reset_scored_count(lm: LanguageModel) -> None:
+    """Start `scored_per_process` from zero (a run's own scorings, not its base stage's)."""
+    lm.__dict__.pop("_scored_per_process", None)
+
+
+def _count(lm: LanguageModel, counts: list[int]) -> None:
+    tally = lm.__dict__.setdefault("_scored_per_process", [0] * len(counts))
+    tally.extend([0] * (len(counts) - len(tally)))
+    for rank, c in enumerate(counts):
+        tally[rank] += c
+
+
+def score_tasks_examples(
+    lm: LanguageModel,
+    tasks: dict[str, InstructionTask],
+    split: str = "test",
+    batch_size: int = 256,
+    max_examples: int | None = None,
+    max_batch_tokens: int | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """(every task's scores on `split`, every task's per-example rows: `score_task_examples`), with a
+    progress bar over the batches on a terminal.
+
+    In a multi-process run (a joined process group) every process must call this at the same point: each
+    scores its share of all the tasks' batches (`assign_batches`), rank 0 gathers them and computes every
+    task's metric on the whole list, exactly as one process would; every rank gets the scores, rank 0
+    alone the rows (the others get {})."""
+    rank, world = rank_and_world()
+    names = list(tasks)
+    plans = [plan_task(lm, tasks[name], split, batch_size, max_examples, max_batch_tokens) for name in names]
+    units = [(p, b) for p, plan in enumerate(plans) for b in range(len(plan.batches))]
+    owner = assign_batches([plans[p].costs[b] for p, b in units], world)
+    mine = [u for u, r in zip(units, owner) if r == rank]
+    with progress(f"scoring {split}", total=len(mine)) as advance:  # this process's batches
+        results = score_batches(lm, plans, mine, advance)
+    for plan in plans:
+        lm.truncation.record(plan.task.name, split, plan.truncated, len(plan.data), lm.max_length)
+    gathered = gather_to_zero((results, sum(len(plans[p].batches[b]) for p, b in mine)))
+    scores: dict[str, dict[str, Any]] = {}
+    rows: dict[str, list[dict[str, Any]]] = {}
+    if gathered is not None:
+        merged = {k: v for part, _ in gathered for k, v in part.items()}
+        for p, name in enumerate(names):
+            scores[name], rows[name] = assemble(lm, plans[p], p, merged)
+        _count(lm, [n for _, n in gathered])
+    return from_zero(scores), rows
+
+
 def score_task_examples(
     lm: LanguageModel,
     task: InstructionTask,
@@ -94,58 +264,10 @@ def score_task_examples(
     raw input, where the task keeps one), `prompt`, `references`, `prediction` (None for text tasks),
     `score` (the example's headline value), `values` (everything the metric computed for it: the
     aggregate is computed from these), `nll` (summed loss on its answer tokens) and `tokens` (their count;
-    the task's `loss` is sum(nll) / sum(tokens)). The rows come from the same pass as the scores."""
-    data = task.splits[split]
-    if max_examples is not None and len(data) > max_examples:
-        data = data.select(range(max_examples))
-    generate = task.kind != "text"
-    metric = resolve_metric(task.metric) if generate else None
-    max_new = generation_length(lm, task) if generate else 0
-    prompts = column(data, "prompt")
-    feats = [lm.encode(p, c) for p, c in zip(prompts, column(data, "completion"))]
-    truncated = sum(bool(f["truncated"] or (generate and lm.generation_input(p, max_new)[1]))
-                    for f, p in zip(feats, prompts))
-    # Batches of similar length pad little; predictions are put back in the split's order after. A batch's
-    # cost is its examples x (longest input + the tokens generated for it).
-    lengths = [max(len(f["input_ids"]), len(f["labels"])) + max_new for f in feats]
-    was_training = lm.model.training
-    lm.model.eval()
-    preds: list[str | None] = [None] * len(feats)
-    nlls, ntoks = [0.0] * len(feats), [0] * len(feats)
-    loss_sum, tok_sum = 0.0, 0
-    try:
-        with inference_context(lm):
-            for idx in length_batches(lengths, batch_size, max_batch_tokens):
-                texts, s, n = lm.score_batch([feats[i] for i in idx], [prompts[i] for i in idx],
-                                             max_new if generate else None)
-                for i, text in zip(idx, texts or []):
-                    preds[i] = text
-                for i, nll, ntok in zip(idx, s.tolist(), n.tolist()):
-                    nlls[i], ntoks[i] = nll, int(ntok)
-                loss_sum += float(s.sum())
-                tok_sum += int(n.sum())
-    finally:
-        lm.model.train(was_training)
-    loss = loss_sum / max(tok_sum, 1)
-    lm.truncation.record(task.name, split, truncated, len(data), lm.max_length)
-    references = _references(data)
-    if not generate:
-        result = {"score": text_score(loss), "loss": loss, "n": len(data), "headline": TEXT_HEADLINE,
-                  "perplexity": perplexity(loss), "metrics": {TEXT_HEADLINE: text_score(loss)},
-                  "truncated": truncated}
-        values = [{TEXT_HEADLINE: text_score(nll / max(ntok, 1))} for nll, ntok in zip(nlls, ntoks)]
-        headline = TEXT_HEADLINE
-    else:
-        aggregate, values = metric.compute_examples(preds, references)
-        headline = metric.headline
-        result = {"score": aggregate[headline], "loss": loss, "n": len(data), "headline": headline,
-                  "metrics": aggregate, "truncated": truncated}
-    keys = column(data, "key") if "key" in data.column_names else [None] * len(data)
-    rows = [{"index": i, "key": keys[i], "prompt": prompts[i],
-             "references": refs if isinstance(refs, list) else [refs], "prediction": preds[i],
-             "score": values[i].get(headline), "values": values[i], "nll": nlls[i], "tokens": ntoks[i]}
-            for i, refs in enumerate(references)]
-    return result, rows
+    the task's `loss` is sum(nll) / sum(tokens)). The rows come from the same pass as the scores. Shared
+    between processes as `score_tasks_examples` says (rows: [] on the other ranks)."""
+    scores, rows = score_tasks_examples(lm, {task.name: task}, split, batch_size, max_examples, max_batch_tokens)
+    return scores[task.name], rows.get(task.name, [])
 
 
 def score_task(
@@ -160,25 +282,6 @@ def score_task(
     `metrics` holds every value the task's metric computed, `score` is the headline one. The model's
     train/eval mode is restored after."""
     return score_task_examples(lm, task, split, batch_size, max_examples, max_batch_tokens)[0]
-
-
-def score_tasks_examples(
-    lm: LanguageModel,
-    tasks: dict[str, InstructionTask],
-    split: str = "test",
-    batch_size: int = 256,
-    max_examples: int | None = None,
-    max_batch_tokens: int | None = None,
-) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
-    """(every task's scores on `split`, every task's per-example rows: `score_task_examples`), with a
-    progress bar over the tasks on a terminal."""
-    scores, rows = {}, {}
-    with progress(f"scoring {split}", total=len(tasks)) as advance:
-        for name, task in tasks.items():
-            scores[name], rows[name] = score_task_examples(lm, task, split, batch_size, max_examples,
-                                                           max_batch_tokens)
-            advance(1, info=name)
-    return scores, rows
 
 
 def score_tasks(

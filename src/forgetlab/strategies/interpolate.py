@@ -47,6 +47,7 @@ from forgetlab.evaluation.continual import learned_at
 from forgetlab.run_dirs import INTERPOLATION_FILE
 from forgetlab.strategies.export import load_run_model
 from forgetlab.strategies.rescore import FinishedRun, best_under_budgets, rescore
+from forgetlab.training.distributed import rank_and_world
 from forgetlab.utils.io import write_json
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -207,7 +208,7 @@ def interpolate_run(run_dir: str | Path, alphas: Sequence[float] = DEFAULT_ALPHA
         out["results"] = rescore(run, edit, alphas, before, run.metrics["target"])
         out["method"] = edit.method
     out["best_under_budgets"] = best_under_budgets(out["results"], "alpha", budgets)
-    if write:
+    if write and rank_and_world()[0] == 0:  # several processes score it together; one writes
         write_json(run.run_dir / INTERPOLATION_FILE, out)
     return out
 

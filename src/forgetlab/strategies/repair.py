@@ -31,6 +31,7 @@ from forgetlab.strategies.export import load_run_model
 from forgetlab.strategies.rescore import FinishedRun, best_within, rescore
 from forgetlab.strategies.spectral import repair_state_dict
 from forgetlab.strategies.weight_movement import linear_weight_names
+from forgetlab.training.distributed import rank_and_world
 from forgetlab.utils.io import write_json
 
 DEFAULT_LAMBDAS = (1.0, 0.75, 0.5, 0.25, 0.0)
@@ -90,7 +91,7 @@ def repair_run(run_dir: str | Path, lambdas: Sequence[float] = DEFAULT_LAMBDAS,
     best = best_lambda(results, budget)
     if best is not None:
         out["best"] = {k: best[k] for k in ("lambda", "target_gain", "mean_forgetting")}
-    if write:
+    if write and rank_and_world()[0] == 0:  # several processes score it together; one writes
         write_json(run.run_dir / REPAIR_FILE, out)
     return out
 

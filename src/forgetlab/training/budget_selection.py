@@ -26,6 +26,7 @@ from forgetlab.evaluation.selection import best_under_budgets, select_under_budg
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.tasks.task import InstructionTask
 from forgetlab.training.callbacks import PeriodicEvaluation
+from forgetlab.training.sharded import whole
 from forgetlab.utils.io import write_bytes
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,14 @@ PINNED_FILE = ".selected-at-checkpoint.pt"
 
 
 def trainable_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Copies (on CPU) of the parameters that train: the whole model or a peft adapter alike."""
-    return {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad}
+    """Copies (on CPU) of the parameters that train: the whole model or a peft adapter alike; whole under
+    FSDP / ZeRO-3 (gathered one at a time: every process must call this)."""
+    out = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            with whole(p) as tensor:
+                out[name] = tensor.to("cpu", copy=True)
+    return out
 
 
 def save_selected(path: Path, step: int, weights: Mapping[str, torch.Tensor]) -> None:
@@ -98,8 +105,9 @@ class BudgetSelection(L.Callback):
         # Earlier entries never change, so a new choice is always the step just evaluated.
         if choice is None or unchanged or choice["step"] != trainer.global_step:
             return
+        weights = trainable_weights(pl_module.lm.model)  # on every rank: a collective under FSDP / ZeRO-3
         if trainer.is_global_zero:   # one writer; every rank keeps the same choice
-            save_selected(self.path, choice["step"], trainable_weights(pl_module.lm.model))
+            save_selected(self.path, choice["step"], weights)
         self.selection = {**choice, "validation": history[-1]["scores"]}
         log.info("budget %g: kept step %d (target %.2f, forgetting %.2f)", self.max_forgetting, choice["step"],
                  choice["target_score"], choice["mean_forgetting"])

@@ -9,6 +9,7 @@ import lightning as L
 
 from forgetlab.evaluation.scoring import score_tasks
 from forgetlab.tasks.task import InstructionTask
+from forgetlab.training.sharded import scoring_model
 
 
 class PeriodicEvaluation(L.Callback):
@@ -24,17 +25,18 @@ class PeriodicEvaluation(L.Callback):
 
     def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         step = trainer.global_step
-        if not trainer.is_global_zero:  # under DDP rank 0 scores; the others wait at their next step
-            return
         if self.history and self.history[-1]["step"] == step:
             return
+        # Every rank gets here at the same steps (Lightning runs callback hooks on all of them) and scores
+        # its share; all get the scores, so the history (and a budget choice made from it) is the same on each.
         start = time.perf_counter()
-        scores = score_tasks(pl_module.lm, self.tasks, "validation", self.batch_size, self.max_examples,
-                             self.max_batch_tokens)
+        with scoring_model(pl_module.lm):  # whole weights under FSDP / ZeRO-3 (training/sharded.py)
+            scores = score_tasks(pl_module.lm, self.tasks, "validation", self.batch_size, self.max_examples,
+                                 self.max_batch_tokens)
         self.seconds += time.perf_counter() - start
         self.history.append({"step": step, "scores": scores})
         flat = {f"val/{t}/{k}": v[k] for t, v in scores.items() for k in ("score", "loss")}
-        for logger in trainer.loggers:
+        for logger in trainer.loggers:  # rank 0's alone: the others are built without loggers
             logger.log_metrics(flat, step=step)
 
     def on_train_start(self, trainer, pl_module) -> None:

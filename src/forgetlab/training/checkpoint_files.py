@@ -4,6 +4,11 @@ A checkpoint cut short (disk full, a copy or sync interrupted, a node lost while
 `trainer.fit(ckpt_path=...)` fail on every restart, so a preempted job would never finish. Before resuming,
 each candidate is loaded once; a bad one is moved aside (kept for inspection, out of the way of the next
 attempt) and the next newest checkpoint in the same folder is tried, down to none (start from step 0).
+
+Sharded engines (trainer=fsdp, DeepSpeed) write a checkpoint as a folder named like the file (`last.ckpt/`):
+each process's shards, torch.distributed.checkpoint's `.metadata`, and Lightning's `meta.pt` (loops,
+callbacks, RNG) or DeepSpeed's `latest` tag. Such a folder counts when those index files are there and
+`meta.pt` loads; the shards themselves are checked by the engine when it loads them.
 """
 
 from __future__ import annotations
@@ -21,6 +26,19 @@ import torch
 log = logging.getLogger(__name__)
 
 
+LIGHTNING_META, SHARD_INDEX = "meta.pt", ".metadata"  # Lightning's state, torch.distributed.checkpoint's index
+
+
+def sharded_checkpoint_error(path: Path) -> Exception | None:
+    """Why the checkpoint folder `path` cannot be resumed from, or None if it can (see the module's note)."""
+    if (path / "latest").is_file() or (path / "checkpoint").is_dir():  # DeepSpeed: it checks its own files
+        return None
+    if not (path / SHARD_INDEX).is_file() or not (path / LIGHTNING_META).is_file():
+        return FileNotFoundError(f"a sharded checkpoint folder without {SHARD_INDEX} and {LIGHTNING_META}: cut "
+                                 "short, or not a checkpoint")
+    return checkpoint_error(path / LIGHTNING_META)
+
+
 def checkpoint_error(path: str | Path) -> Exception | None:
     """Why `path` cannot be loaded as a checkpoint, or None if it can.
 
@@ -29,7 +47,10 @@ def checkpoint_error(path: str | Path) -> Exception | None:
     Lightning checkpoint holds only tensors, containers and primitives (state dicts, loop progress,
     callback states, `RngStateCheckpoint`'s lists), so no type needs allow-listing. `mmap=True` unpickles
     the structure without reading every tensor into memory.
+    A folder is a sharded checkpoint (`sharded_checkpoint_error`).
     """
+    if Path(path).is_dir():
+        return sharded_checkpoint_error(Path(path))
     if not zipfile.is_zipfile(path):
         size = os.path.getsize(path)
         return ValueError(f"not a complete torch zip checkpoint ({size} bytes): truncated, or not one")
@@ -47,9 +68,9 @@ def _rejected_as_unsafe(error: Exception) -> bool:
 
 def _candidates(path: Path) -> list[Path]:
     """`path` first, then the other checkpoints beside it, newest first."""
-    others = [p for p in path.parent.glob("*.ckpt") if p.is_file() and p != path]
+    others = [p for p in path.parent.glob("*.ckpt") if p.exists() and p != path]
     others.sort(key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
-    return ([path] if path.is_file() else []) + others
+    return ([path] if path.exists() else []) + others
 
 
 def set_aside(path: Path, reason: Exception) -> Path:

@@ -1,10 +1,12 @@
-"""Which process of a multi-process (DDP) run this is, and what only the first one does.
+"""Which process of a multi-process (DDP, FSDP, DeepSpeed) run this is, what only the first one does, and
+the few collectives the run needs outside Lightning's training loop.
 
 With `trainer.strategy=ddp trainer.devices=N`, Lightning's launcher re-executes the whole command once per
-extra device when the fine-tuning `trainer.fit` starts (torchrun and SLURM's `srun` start every rank
-themselves). Every rank therefore passes through the experiment's set-up; `is_global_zero()` lets the
-run keep the parts that training needs on every rank (tasks, model, cached base weights, adapters, penalty,
-data) and give the rest to rank 0 alone: scoring, the run record, metrics.json, the final model and W&B.
+extra device (torchrun and SLURM's `srun` start every rank themselves). `start_processes` makes that happen
+right after the base stage, before the scores before training, and joins the process group, so every rank
+scores its share of every scoring (evaluation/scoring.py gathers the results to rank 0 in split order).
+Every rank passes through the experiment's set-up; `is_global_zero()` gives rank 0 alone what writes files:
+the run record, metrics.json, predictions, the final model and W&B.
 
 The rank is read from the variables those launchers set, so it is known before any Trainer exists (the
 console app opens W&B before the run starts); the run checks it against the Trainer's own count.
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import lightning as L
+import torch
 
 from forgetlab.config import ConfigError
 
@@ -49,6 +53,7 @@ def check_trainer(trainer: L.Trainer, multirun: bool) -> None:
       history, token counts and budget selection would be lost. `ddp` (Lightning's subprocess launcher)
       runs the fit in this process, as rank 0.
     - Under `-m` Lightning's launcher would re-run the whole sweep command in each extra process.
+    - FSDP1 (`FSDPStrategy`): its flat parameters are not what training/sharded.py gathers; FSDP2 is.
     """
     if trainer.world_size <= 1:
         return
@@ -61,11 +66,11 @@ def check_trainer(trainer: L.Trainer, multirun: bool) -> None:
             f"trainer.strategy: {strategy} with start method {launcher._start_method!r} trains in child "
             "processes and returns only the weights, so forgetlab's evaluation history and token counts would "
             "be lost; allowed: ddp, which runs the fit in this process as rank 0")
-    if "FSDP" in strategy or "ModelParallel" in strategy:
+    if strategy == "FSDPStrategy":  # FSDP1's flat parameters: training/sharded.py gathers FSDP2's
         raise ConfigError(
-            f"trainer.strategy: {strategy} over {trainer.world_size} processes shards the weights, but forgetlab "
-            "scores (before, periodically, after) on rank 0 alone, which needs them whole there; not supported "
-            "yet: use trainer.strategy=ddp, or one device")
+            f"trainer.strategy: {strategy} (FSDP1) over {trainer.world_size} processes is not supported; allowed: "
+            "trainer=fsdp (FSDP2 through Lightning's ModelParallelStrategy), trainer=deepspeed_zero2 / "
+            "deepspeed_zero3, or trainer.strategy=ddp")
     launched_here = (isinstance(launcher, _SubprocessScriptLauncher)
                      and not trainer.strategy.cluster_environment.creates_processes_externally)
     if multirun and launched_here:
@@ -87,3 +92,58 @@ def per_device_batch_size(global_batch: int, world_size: int, key: str = "strate
                           f"evenly over the {world_size} processes of trainer.devices x trainer.num_nodes; "
                           f"allowed: a multiple of {world_size}")
     return global_batch // world_size
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(this process's rank, the number of processes) of the joined process group; (0, 1) without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def gather_to_zero(obj: Any) -> list[Any] | None:
+    """Every rank's `obj`, in rank order, on rank 0 (None on the others); [obj] with one process."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return [obj]
+    out: list[Any] | None = [None] * world if rank == 0 else None
+    torch.distributed.gather_object(obj, out, dst=0)
+    return out
+
+
+def from_zero(obj: Any) -> Any:
+    """Rank 0's `obj` on every rank (what the others pass is ignored); `obj` itself with one process."""
+    if rank_and_world()[1] == 1:
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (rank 0 wrote a file the others read next); no-op alone."""
+    if rank_and_world()[1] > 1:
+        torch.distributed.barrier()
+
+
+def start_processes(trainer: L.Trainer) -> None:
+    """Start the other ranks now and join the process group, instead of at `trainer.fit`: the scoring
+    before training is then shared too. Lightning's launcher starts the children (re-running this command)
+    unless a cluster (torchrun, srun) started them; `trainer.fit` later finds them started and the group
+    joined, and goes on as usual. No-op with one process."""
+    if trainer.world_size <= 1:
+        return
+    strategy = trainer.strategy
+    if strategy.launcher is not None:
+        strategy.launcher.launch(lambda: None, trainer=trainer)  # also watches the children, as fit would
+    if torch.distributed.is_initialized():
+        return
+    strategy.set_world_ranks()
+    backend = strategy._get_process_group_backend()  # what Lightning's own set-up would choose
+    if backend == "nccl":
+        torch.cuda.set_device(strategy.root_device)
+    env = strategy.cluster_environment
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = env.main_address, str(env.main_port)
+    torch.distributed.init_process_group(backend, rank=strategy.global_rank, world_size=strategy.world_size,
+                                         timeout=getattr(strategy, "_timeout", None))
+    log.info("process group joined: rank %d of %d (%s)", strategy.global_rank, strategy.world_size, backend)

@@ -17,6 +17,7 @@ from transformers import get_scheduler
 
 from forgetlab.config.schema import OptimConfig
 from forgetlab.models.language_model import LanguageModel
+from forgetlab.training.sharded import shard_model
 
 # penalty(model) -> scalar (L2-SP, EWC); one with `needs_logits` is called (lm, batch, logits, targets) with the
 # step's own logits instead (distillation, strategies/penalties.py)
@@ -93,6 +94,11 @@ class InstructionTuner(L.LightningModule):
         (private) signal every step logs."""
         connector = getattr(self.trainer, "_logger_connector", None)
         return bool(getattr(connector, "should_update_logs", True))
+
+    def configure_model(self) -> None:
+        """FSDP2 (trainer=fsdp) shards the model here, where Lightning's ModelParallelStrategy asks for it;
+        under DeepSpeed a meta-device skeleton is kept first (training/sharded.py). No-op otherwise."""
+        shard_model(self.trainer.strategy, self.model)
 
     def configure_optimizers(self):
         """The optimizer from config (`strategy.optim.optimizer`, a `_partial_` target) over the trainable
