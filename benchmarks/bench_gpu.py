@@ -3,15 +3,17 @@ through forgetlab's training path (`training.fit` with the `trainer=gpu` config:
 the built-in default's training data, then scored on its evaluation tasks. Prints and writes as JSON:
 
 - steady-state step time, trained tokens/s (label + input tokens that are not padding) and padded tokens/s;
-- model FLOPs utilisation: 6 x parameters x padded tokens/s over the GPU's peak bf16 FLOP/s (the 6N rule of
-  Kaplan et al. 2020; attention FLOPs are left out, so MFU is slightly under-counted);
+- model FLOPs utilisation: FLOPs per token x padded tokens/s over the GPU's peak bf16 FLOP/s, with FLOPs per
+  token 2N forward + 2N input gradients + 2T weight gradients (N parameters, T trainable): 6N for full
+  fine-tuning (the rule of Kaplan et al. 2020), less for LoRA (`--strategy lora`, whose frozen weights get no
+  weight gradients); attention FLOPs are left out, so MFU is slightly under-counted;
 - batched scoring throughput (examples/s: greedy generation + loss, one encoder pass per batch);
 - peak GPU memory.
 
 Runs in well under 5 minutes on one large GPU. On a machine without one, `--device cpu` with a small model
 checks that the script works (its numbers say nothing about GPUs):
 
-    python benchmarks/bench_gpu.py [--steps 200] [--batch 256] [--d-model 768] [--layers 6] [--out FILE]
+    python benchmarks/bench_gpu.py [--steps 200] [--batch 256] [--d-model 768] [--layers 6] [--strategy lora] [--out FILE]
     python benchmarks/bench_gpu.py --device cpu --d-model 64 --layers 1 --steps 6 --batch 8 --max-eval-examples 8
 """
 
@@ -30,6 +32,7 @@ from hydra.utils import instantiate
 from forgetlab.config import validate
 from forgetlab.evaluation.scoring import score_tasks
 from forgetlab.models.placement import place_for_scoring
+from forgetlab.strategies.adapters import apply_params
 from forgetlab.training.fit import fit
 from forgetlab.training.mixing import build_training_data
 from forgetlab.utils.console import quiet_third_party
@@ -54,7 +57,7 @@ def compose_config(args) -> object:
                  f"model.build.d_model={args.d_model}", f"model.build.d_ff={4 * args.d_model}",
                  f"model.build.num_heads={max(1, args.d_model // 64)}", "model.build.d_kv=64",
                  f"model.build.num_layers={args.layers}", f"model.build.num_decoder_layers={args.layers}",
-                 f"strategy.optim.steps={args.steps}", f"strategy.optim.batch_size={args.batch}"]
+                 f"strategy={args.strategy}", f"strategy.optim.steps={args.steps}", f"strategy.optim.batch_size={args.batch}"]
     with initialize_config_module(config_module="forgetlab.conf", version_base="1.3"):
         return compose("train", overrides=overrides)
 
@@ -65,6 +68,7 @@ def main() -> None:
     parser.add_argument("--d-model", type=int, default=768, help="width (768 with 6+6 layers: ~99M parameters)")
     parser.add_argument("--layers", type=int, default=6, help="encoder layers (the decoder has as many)")
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--strategy", default="full", help="a conf/strategy/ name whose params apply (full, lora, ...)")
     parser.add_argument("--batch", type=int, default=256, help="the built-in tasks' inputs are ~30 tokens")
     parser.add_argument("--max-eval-examples", type=int, default=None, help="per task (default: whole test split)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s if not in the table")
@@ -81,6 +85,9 @@ def main() -> None:
     optim = config.strategy.optim
     train, _ = build_training_data(config.strategy.data, suite, optim.steps * optim.batch_size, seed=0)
     params = sum(p.numel() for p in lm.model.parameters())
+    apply_params(config.strategy.params, lm, seed=0)  # peft wraps the model for LoRA and the like
+    trainable = sum(p.numel() for p in lm.model.parameters() if p.requires_grad)
+    flops_per_token = 4 * params + 2 * trainable  # 6N when every parameter trains
     skip = min(10, args.steps // 2)
     clock = StepClock(skip)
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, callbacks=[clock])
@@ -100,10 +107,11 @@ def main() -> None:
     peak = peak_flops(args.device, args.peak_tflops)
     result = {
         "device": torch.cuda.get_device_name() if args.device == "gpu" else "cpu",
-        "precision": str(cfg.trainer.precision), "parameters": params, "steps": args.steps, "batch": args.batch,
+        "precision": str(cfg.trainer.precision), "strategy": args.strategy, "parameters": params,
+        "trainable_parameters": trainable, "steps": args.steps, "batch": args.batch,
         "step_time_ms": 1000 * step_s, "trained_tokens_per_s": stats["tokens_per_s"],
         "pad_fraction": stats["pad_fraction"], "padded_tokens_per_s": padded_per_s,
-        "mfu": 6 * params * padded_per_s / peak if peak else None,
+        "mfu": flops_per_token * padded_per_s / peak if peak else None,
         "eval_examples_per_s": examples / eval_s, "eval_examples": examples,
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
     }
