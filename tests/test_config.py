@@ -206,6 +206,8 @@ def test_every_knob_is_settable_without_plus(preset, tmp_path):
     assert len(knobs) > 20
     for key, value in knobs:
         text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        if isinstance(value, str) and any(c in value for c in "{}[]()\n'\",=:"):  # Hydra's quoted form
+            text = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
         compose_config([f"strategy={preset}", f"{key}={text}"], output_dir=tmp_path)
     for key in ("seed", "threads", "verbose", "checkpoint_every_n_steps", "strategy.data.temperature",
                 "strategy.params.peft.use_rslora" if preset == "lora" else "strategy.penalty.lam"):

@@ -232,5 +232,5 @@ def test_the_cli_runs_a_sequence_when_one_is_configured(tmp_path, monkeypatch):
     cli.run_and_record(compose_config([], tmp_path))
     assert seen == ["continual", "single"]
     cfg = compose_config(["experiment=continual"], tmp_path)
-    assert cfg.sequence.stages == [["length"], ["uppercase"], ["copy"], ["reverse"]]
+    assert cfg.sequence.stages == [["length"], ["count_consonants"], ["count_names"]]
     assert cfg.run_name == "full-three_tasks-s0"

@@ -71,7 +71,7 @@ def test_term_is_zero_at_the_start_and_positive_after_a_step(params):
     assert abs(start) < 1e-6  # zero up to float32 rounding of two forwards of the same weights
     one_step(lm)
     after = term(lm, distill)
-    assert after.item() > 1e-3 and after.requires_grad
+    assert after.item() > 1e-5 and after.requires_grad  # 10x the bound at the start (float noise)
     assert lm.model.training  # the teacher's eval mode does not leak into training
 
 

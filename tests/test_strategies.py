@@ -123,7 +123,7 @@ def test_bad_target_module_fails_before_training_listing_linear_modules(tmp_path
 
 @pytest.mark.parametrize("override,needle", [
     ("strategy.params.kind=adapterz", "expected one of [all, lora, ia3, prompt_tuning, partial]"),
-    ("strategy.penalty.kind=ridge", "expected one of [none, l2sp, ewc]"),
+    ("strategy.penalty.kind=ridge", "expected one of [none, l2sp, ewc, lwf]"),
 ])
 def test_unknown_params_and_penalty_kinds_fail_at_composition(override, needle):
     with pytest.raises(HydraException) as err:

@@ -63,7 +63,8 @@ class FinishedRun:
         cfg = OmegaConf.create(config)
         make_deterministic(cfg.get("seed", 0), cfg.get("threads", 0), cfg.get("deterministic", True))
         lm: LanguageModel = instantiate(cfg.model.build)  # tokenizer, kind and lengths exactly as the run had them
-        suite: TaskSuite = instantiate(cfg.tasks, _convert_="all")
+        # the tasks the run scored (a continual run's stages included), so every rescoring scores the same
+        suite: TaskSuite = instantiate(cfg.tasks, _convert_="all", eval=list(metrics["before"]))
         return cls(run_dir, metrics, config, lm, suite, lm.model)
 
     @property
