@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from omegaconf import OmegaConf
 
 from tests.conftest import compose_config
-from tests.test_config import ROOT, documented_commands, first_of_each_sweep
+from tests.test_config import documented_commands, first_of_each_sweep
 
 # A command with any of these needs what this machine does not have; the reason names what covers it.
 NOT_HERE = {
