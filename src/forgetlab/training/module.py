@@ -13,6 +13,7 @@ from collections.abc import Callable
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.plugins.precision import MixedPrecision
 from transformers import get_scheduler
 
 from forgetlab.config.schema import OptimConfig
@@ -108,6 +109,21 @@ class InstructionTuner(L.LightningModule):
         scheduler = get_scheduler(self.optim.scheduler, optimizer, num_warmup_steps=self.optim.warmup_steps,
                                   num_training_steps=self.trainer.max_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip directly under bf16-mixed: it keeps no loss scaler, so the gradients are already true-scale,
+        but Lightning's AMP plugin refuses any optimizer that unscales internally (the default fused AdamW)
+        whatever the precision. Every other case (fp16 with its scaler, FSDP, DeepSpeed) goes to Lightning."""
+        plugin = self.trainer.precision_plugin
+        if (gradient_clip_val and type(plugin) is MixedPrecision and plugin.scaler is None
+                and getattr(optimizer, "_step_supports_amp_scaling", False)):
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            if gradient_clip_algorithm == "value":
+                torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["tokens_seen"] = self.tokens_seen
