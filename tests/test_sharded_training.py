@@ -31,9 +31,12 @@ TINY = ["experiment=tiny", "threads=1", "base.steps=5", "strategy.optim.steps=4"
 FSDP_CPU = ["trainer=fsdp", "trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.devices=2"]
 
 
-def _check(overrides: list[str], tmp_path: Path) -> None:
+def _check(overrides: list[str], tmp_path: Path):
+    """The typed config, after the engine check (which raises for a combination the engine cannot run)."""
     cfg = compose_config(overrides, tmp_path)
-    check_engine(cfg.trainer, validate(cfg).strategy)
+    typed = validate(cfg)
+    check_engine(cfg.trainer, typed.strategy)
+    return typed
 
 
 @pytest.mark.parametrize("strategy, key", [("prompt_tuning", "strategy.params.kind=prompt_tuning"),
@@ -49,7 +52,8 @@ def test_fsdp_refuses_what_it_cannot_shard_before_training(strategy, key, tmp_pa
 
 @pytest.mark.parametrize("strategy", ["full", "lora"])
 def test_fsdp_accepts_full_fine_tuning_and_lora(strategy, tmp_path):
-    _check([*TINY, *FSDP_CPU, f"strategy={strategy}"], tmp_path)
+    typed = _check([*TINY, *FSDP_CPU, f"strategy={strategy}"], tmp_path)
+    assert typed.strategy.name == strategy and typed.strategy.params.kind.value in ("all", "lora")
 
 
 @pytest.mark.parametrize("trainer", ["deepspeed_zero2", "deepspeed_zero3"])
