@@ -43,7 +43,7 @@ def run_and_record(cfg: DictConfig) -> dict | None:
     from forgetlab.utils.wandb_run import WandbSession
 
     if not is_global_zero():  # another process of a DDP run: it trains, rank 0 records (and opens W&B)
-        return run_experiment(cfg, None)
+        return run_continual(cfg, None) if has_sequence(cfg) else run_experiment(cfg, None)
     run_dir = Path(cfg.paths.output_dir)
     with WandbSession(cfg) as wandb:
         try:

@@ -12,6 +12,10 @@ stages and what the strategy carries between them (strategies/carry.py, training
 stage ends with its weights, carried state and scores on disk (training/stage_store.py): a killed sequence
 started again with the same command skips the finished stages and resumes the one in progress from its
 Lightning checkpoint, ending with the uninterrupted run's matrix.
+
+Under DDP (`trainer.strategy=ddp trainer.devices=N`) every process runs the loop: the other ranks start after
+the base stage, each stage trains over all of them, every scoring is shared (evaluation/scoring.py), the
+carried state is computed alike on every rank, and rank 0 alone writes the stage files and metrics.json.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from forgetlab.config import ConfigError, TrainConfig, validate
@@ -32,6 +37,7 @@ from forgetlab.evaluation.forgetting import summarize_forgetting
 from forgetlab.evaluation.predictions import PredictionWriter
 from forgetlab.evaluation.scoring import describe_metrics, score_tasks_examples
 from forgetlab.models.language_model import LanguageModel
+from forgetlab.models.placement import place_for_scoring
 from forgetlab.run import METRICS_VERSION, build_callbacks, instantiate, prepare_base
 from forgetlab.run_dirs import CHECKPOINT_DIR, METRICS_FILE, make_run_dir
 from forgetlab.strategies.adapters import check_params
@@ -41,10 +47,12 @@ from forgetlab.tasks.families import FAMILIES
 from forgetlab.tasks.suite import TaskSuite
 from forgetlab.training.callbacks import PeriodicEvaluation
 from forgetlab.training.checkpoint_files import usable_checkpoint
+from forgetlab.training.distributed import barrier, check_trainer, from_zero, is_global_zero, start_processes
 from forgetlab.training.fit import fit
 from forgetlab.training.mixing import composition
 from forgetlab.training.stage_data import MEMORY, earlier_tasks, stage_rates, stage_training_data
 from forgetlab.training.stage_store import StageStore
+from forgetlab.utils import sweep
 from forgetlab.utils.console import quiet_third_party
 from forgetlab.utils.determinism import make_deterministic
 from forgetlab.utils.io import stable_hash, write_json
@@ -123,12 +131,11 @@ def train_stage(cfg: DictConfig, config: TrainConfig, lm: LanguageModel, suite: 
     scfg = stage_config(cfg, store.dir(t))
     eval_tasks = suite.eval_tasks()
     callbacks = build_callbacks(scfg.callbacks, eval_tasks)
-    trainer: L.Trainer = instantiate(scfg.trainer, callbacks=callbacks,
-                                     logger=build_loggers(scfg.logger, wandb, prefix=f"stage{t}") or False)
-    if trainer.world_size > 1:  # the stage loop scores and saves in every process; not made rank-aware yet
-        raise ConfigError(f"a continual sequence runs on one device; trainer.devices={trainer.num_devices} with "
-                          f"trainer.strategy={type(trainer.strategy).__name__} is not supported yet: set "
-                          "trainer.devices=1")
+    rank0 = is_global_zero()
+    # use_distributed_sampler=False: the data module's sampler shards each global batch itself
+    trainer: L.Trainer = instantiate(
+        scfg.trainer, callbacks=callbacks, use_distributed_sampler=False,
+        logger=(rank0 and build_loggers(scfg.logger, wandb, prefix=f"stage{t}")) or False)
     checkpoints = next((Path(c.dirpath) for c in callbacks if isinstance(c, ModelCheckpoint) and c.dirpath),
                        store.dir(t) / CHECKPOINT_DIR)
     resume = usable_checkpoint(checkpoints / "last.ckpt")
@@ -139,8 +146,9 @@ def train_stage(cfg: DictConfig, config: TrainConfig, lm: LanguageModel, suite: 
     counts = lm.parameter_counts()  # before a merge turns the adapter back into plain weights
     carry.end_stage(lm, stage, train, seed)
     evalc = config.eval
+    place_for_scoring(lm, cfg.trainer)  # Lightning hands the model back on the CPU
     scores, rows = score_tasks_examples(lm, eval_tasks, "test", evalc.batch_size, evalc.test_max_examples,
-                                        evalc.max_batch_tokens)
+                                        evalc.max_batch_tokens)  # every rank its share; rank 0 the rows
     if predictions is not None:  # before the stage counts as complete: a finished stage has its file
         predictions.write(stage_step(t), rows)
     periodic = next((c for c in callbacks if isinstance(c, PeriodicEvaluation)), None)
@@ -160,9 +168,11 @@ def train_stage(cfg: DictConfig, config: TrainConfig, lm: LanguageModel, suite: 
         "timing": {k: stats[k] for k in ("train_wall_time_s", "tokens_per_s")},
         "history": periodic.history if periodic is not None else [],
     }
-    carry.save(store, t, lm)
-    store.finish(t, record)  # last: from here on the stage is complete
-    (checkpoints / "last.ckpt").unlink(missing_ok=True)  # the stage's weights.pt supersede it
+    if rank0:
+        carry.save(store, t, lm)
+        store.finish(t, record)  # last: from here on the stage is complete
+        (checkpoints / "last.ckpt").unlink(missing_ok=True)  # the stage's weights.pt supersede it
+    barrier()  # no rank starts the next stage (or reads this one's files) before they are written
     return record
 
 
@@ -188,36 +198,59 @@ def joined_history(records: list[dict]) -> list[dict]:
     return history
 
 
-def run_continual(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[str, Any]:
-    """Run the sequence `sequence.stages` described by `cfg`; return (and write) its metrics."""
+def multi_process_trainer(cfg: DictConfig) -> L.Trainer | None:
+    """The trainer that starts the other processes of a DDP sequence (None with one process); checked before
+    any model loads. Only DDP runs a sequence over several processes: its stages save and carry whole weights."""
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], use_distributed_sampler=False)
+    if trainer.world_size <= 1:
+        return None
+    if not isinstance(trainer.strategy, DDPStrategy):
+        raise ConfigError(f"trainer.strategy={type(trainer.strategy).__name__} over {trainer.world_size} processes "
+                          "cannot run a continual sequence (its stages save and carry whole weights); allowed: "
+                          "trainer.strategy=ddp, or trainer.devices=1")
+    check_trainer(trainer, sweep.is_multirun())
+    return trainer
+
+
+def run_continual(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[str, Any] | None:
+    """Run the sequence `sequence.stages` described by `cfg`; return (and write) its metrics. Under DDP every
+    process runs this and only rank 0 writes files and returns the metrics; the others return None."""
     started = time.perf_counter()
     config = validate(cfg)
     quiet_third_party(config.verbose)
     run_dir = make_run_dir(config.paths.output_dir)
     make_deterministic(config.seed, config.threads, config.deterministic)
     stages = sequence_stages(config, sorted(FAMILIES) + sorted(config.tasks.custom))
+    launcher = multi_process_trainer(cfg)
     suite = build_sequence_suite(cfg, config, stages)
     lm: LanguageModel = instantiate(cfg.model.build)
     check_params(config.strategy.params, lm)  # bad target modules / a partial choice fail before any training
     base = prepare_base(cfg, config, lm, suite, wandb)
+    rank0 = is_global_zero()
     eval_tasks, evalc = suite.eval_tasks(), config.eval
-    write_run_record(run_dir, cfg, suite, base)
+    if rank0:
+        write_run_record(run_dir, cfg, suite, base)
     store = StageStore(run_dir, fingerprint(cfg))
     predictions = PredictionWriter.from_eval(run_dir, evalc)  # predictions/stage_<t>/<task>.jsonl
+    if launcher is not None:  # the other ranks start here, after the base stage (they load it from the cache)
+        start_processes(launcher)
 
     make_deterministic(config.seed, config.threads, config.deterministic)
-    start_record = store.scores(0)
+    place_for_scoring(lm, cfg.trainer)
+    start_record = from_zero(store.scores(0) if rank0 else None)  # every rank takes rank 0's view of the files
     if start_record is None:
         start_scores, start_rows = score_tasks_examples(lm, eval_tasks, "test", evalc.batch_size,
                                                         evalc.test_max_examples, evalc.max_batch_tokens)
-        predictions.write(stage_step(0), start_rows)
+        predictions.write(stage_step(0), start_rows)  # rows on rank 0 only
         start_record = {"stage": 0, "tasks": [], "scores": start_scores}
-        store.finish(0, start_record)
-    start = snapshot_weights(lm.model)
+        if rank0:
+            store.finish(0, start_record)
+        barrier()
+    start = snapshot_weights(lm.model) if rank0 else None
     carry = Carry(config, suite)
     make_deterministic(config.seed, config.threads, config.deterministic)
     carry.prepare(lm)
-    done = store.completed_prefix(len(stages), carry.files)
+    done = from_zero(store.completed_prefix(len(stages), carry.files) if rank0 else None)
     if done:
         log.info("stages 1-%d already complete in %s: resuming at stage %d", done, store.root, done + 1)
         carry.load(store, done, lm)
@@ -226,6 +259,11 @@ def run_continual(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[st
     records = [store.scores(t) for t in range(1, done + 1)]
     for t in range(done + 1, len(stages) + 1):
         records.append(train_stage(cfg, config, lm, suite, carry, store, t, stages, wandb, predictions))
+    if not rank0:  # the others join the interpolation's rescoring once rank 0 has written metrics.json
+        barrier()
+        if config.diagnostics.interpolate:
+            interpolate_stages(run_dir, config)
+        return None
 
     tasks = list(eval_tasks)
     rows = [start_record["scores"], *(r["scores"] for r in records)]
@@ -268,9 +306,14 @@ def run_continual(cfg: DictConfig, wandb: WandbSession | None = None) -> dict[st
                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
     }
     write_json(run_dir / METRICS_FILE, metrics)
-    if config.diagnostics.interpolate:  # every stage's curve against stage 0 (interpolation.json beside it)
-        from forgetlab.strategies.interpolate import interpolate_run
-
-        interpolate_run(run_dir, config.diagnostics.interpolate, config.select.budgets,
-                        config.diagnostics.extrapolate)
+    barrier()
+    if config.diagnostics.interpolate:
+        interpolate_stages(run_dir, config)
     return metrics
+
+
+def interpolate_stages(run_dir: Path, config: TrainConfig) -> None:
+    """Every stage's curve against stage 0 (interpolation.json beside metrics.json); every rank takes part."""
+    from forgetlab.strategies.interpolate import interpolate_run
+
+    interpolate_run(run_dir, config.diagnostics.interpolate, config.select.budgets, config.diagnostics.extrapolate)
