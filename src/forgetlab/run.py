@@ -22,9 +22,7 @@ from forgetlab.evaluation.predictions import PredictionWriter
 from forgetlab.evaluation.score_cache import cached_scores, scoring_key
 from forgetlab.evaluation.scoring import (
     describe_metrics,
-    reset_scored_count,
     score_tasks_examples,
-    scored_per_process,
 )
 from forgetlab.models.language_model import LanguageModel
 from forgetlab.models.placement import place_for_scoring
@@ -153,7 +151,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
     timer.enter("data")
     # A fresh count for this run: the base stage's own cuts (absent when it comes from the cache) are not its.
     lm.truncation = TruncationLog()
-    reset_scored_count(lm)
+    lm.scored_per_process.clear()  # likewise its count of scored examples per process
     eval_tasks = suite.eval_tasks()
     if rank0:
         write_run_record(run_dir, cfg, suite, base)
@@ -261,7 +259,7 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
     metrics["timing"] = {**timer.summary(), "train_wall_time_s": stats["train_wall_time_s"],
                          "tokens_per_s": stats["tokens_per_s"], "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                          # examples each process scored (all scorings of the run): shared when all are > 0
-                         "scored_examples_per_process": scored_per_process(lm)}
+                         "scored_examples_per_process": list(lm.scored_per_process)}
     write_json(run_dir / METRICS_FILE, metrics)
     barrier()  # the post-hoc steps rebuild the run from the files written above, on every process
     post_hoc_rescoring(run_dir, config)

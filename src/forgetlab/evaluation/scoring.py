@@ -198,19 +198,9 @@ def assemble(lm: LanguageModel, plan: TaskPlan, p: int, results: dict[tuple[int,
     return result, rows
 
 
-def scored_per_process(lm: LanguageModel) -> list[int]:
-    """Examples each process has scored with `lm` so far, by rank (rank 0's count of the gathers; every
-    entry non-zero shows that scoring was shared). Meant for metrics.json's timing."""
-    return list(lm.__dict__.get("_scored_per_process", []))
-
-
-def reset_scored_count(lm: LanguageModel) -> None:
-    """Start `scored_per_process` from zero (a run's own scorings, not its base stage's)."""
-    lm.__dict__.pop("_scored_per_process", None)
-
-
 def _count(lm: LanguageModel, counts: list[int]) -> None:
-    tally = lm.__dict__.setdefault("_scored_per_process", [0] * len(counts))
+    """Add one scoring's examples per rank to `lm.scored_per_process` (metrics.json timing)."""
+    tally = lm.scored_per_process
     tally.extend([0] * (len(counts) - len(tally)))
     for rank, c in enumerate(counts):
         tally[rank] += c

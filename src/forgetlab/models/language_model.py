@@ -54,6 +54,8 @@ class LanguageModel:
     packing: str = "false"  # training batches packed padding-free: auto | true | false (training/packing.py)
     autocast: torch.dtype | None = None  # scoring under torch.autocast (bf16 on GPU, as training)
     truncation: TruncationLog = field(default_factory=TruncationLog, repr=False)
+    # examples each process has scored so far, by rank (the gathers on rank 0): shows scoring was shared
+    scored_per_process: list[int] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self._configure()
