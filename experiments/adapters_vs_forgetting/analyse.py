@@ -13,10 +13,10 @@ reached). The same is done for the repaired points of every run with a repair.js
 from __future__ import annotations
 
 import argparse
-import itertools
 import statistics
 from pathlib import Path
 
+from forgetlab.report import excess
 from forgetlab.report.aggregate import group_runs
 from forgetlab.report.collect import collect_runs
 from forgetlab.report.method_plots import methods, run_intruders
@@ -25,15 +25,7 @@ from forgetlab.run_dirs import REPAIR_FILE, read_json_or_none
 
 def reference_curve(groups) -> list[tuple[float, float]]:
     """(gain, forgetting) of the reference method's group means, in ascending gain."""
-    return sorted((g.stats["target_gain"].mean, g.stats["mean_forgetting"].mean) for g in groups)
-
-
-def interpolate(curve: list[tuple[float, float]], gain: float) -> float | None:
-    """The reference's forgetting at `gain` on its piecewise-linear curve; None outside its range."""
-    for (g0, f0), (g1, f1) in itertools.pairwise(curve):
-        if g0 <= gain <= g1:
-            return f0 if g1 == g0 else f0 + (f1 - f0) * (gain - g0) / (g1 - g0)
-    return None
+    return excess.reference_curve((g.stats["target_gain"].mean, g.stats["mean_forgetting"].mean) for g in groups)
 
 
 def lowest_similarity(run) -> float | None:
@@ -78,7 +70,7 @@ def main() -> None:
     for label, groups in by_method.items():
         for g in groups:
             gain, forgetting = g.stats["target_gain"].mean, g.stats["mean_forgetting"].mean
-            ref = interpolate(curve, gain)
+            ref = excess.forgetting_at_gain(curve, gain)
             intruders = [run_intruders(r) for r in g.runs if run_intruders(r) is not None]
             lows = [x for x in map(lowest_similarity, g.runs) if x is not None]
             cells = [label, g.key.get("strategy.optim.lr", "?"), str(g.n),
@@ -92,7 +84,7 @@ def main() -> None:
                 if point is None:
                     cells.append("")
                     continue
-                ref_l = interpolate(curve, point[0])
+                ref_l = excess.forgetting_at_gain(curve, point[0])
                 cells.append(f"{point[0]:.1f} / {point[1]:.1f} / {fmt(None if ref_l is None else point[1] - ref_l)}")
             lines.append("| " + " | ".join(cells) + " |")
     table = "\n".join(lines)
