@@ -1,4 +1,4 @@
-"""Per-step cost of each partial/optimizer/penalty method against full fine-tuning (issue 24), in one process.
+"""Per-step cost of each method against full fine-tuning (issue 24), in one process.
 
 Every method trains the built-in default's model (tiny T5, fresh weights of the same seed) on the same
 batches of the default target, with its preset exactly as `forgetlab strategy=<preset>` composes it
@@ -22,14 +22,14 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
 from forgetlab.config import validate
-from forgetlab.config.schema import DataConfig, PenaltyKind
+from forgetlab.config.schema import DataConfig
 from forgetlab.strategies.adapters import apply_params
 from forgetlab.strategies.penalties import build_penalty
 from forgetlab.training.datamodule import InstructionDataModule
 from forgetlab.training.mixing import build_training_data
 from forgetlab.utils.console import quiet_third_party
 
-METHODS = ["full", "bitfit", "partial_top", "hft", "mofo", "l2sp", "lwf", "sdft"]
+METHODS = ["full", "lora", "bitfit", "partial_top", "hft", "mofo", "l2sp", "ewc", "lwf", "sdft"]
 
 
 def preset(name: str):
@@ -40,9 +40,8 @@ def preset(name: str):
     return cfg, validate(cfg)
 
 
-def batches(cfg, steps: int, batch: int) -> list[dict]:
+def batches(cfg, suite, steps: int, batch: int) -> list[dict]:
     """The default target's training batches as forgetlab's loader gives them."""
-    suite = instantiate(cfg.tasks, cache_dir=None, _convert_="all")
     train, _ = build_training_data(DataConfig(), suite, steps * batch, seed=0)
     lm = instantiate(cfg.model.build)
     dm = InstructionDataModule(train, lm.encode_batch, lm.collate, batch, seed=0, group_by_length=False)
@@ -53,16 +52,17 @@ def batches(cfg, steps: int, batch: int) -> list[dict]:
     return out[:steps]
 
 
-def step_time(name: str, data: list[dict], skip: int) -> float:
+def step_time(name: str, data: list[dict], suite, skip: int) -> float:
     """Seconds per training step of the preset `name` (steps after the first `skip`)."""
     cfg, typed = preset(name)
     strategy = typed.strategy
     lm = instantiate(cfg.model.build)
     apply_params(strategy.params, lm, typed.seed)
-    # L2-SP or LwF (its frozen starting copy and the teacher forward each step); sdft trains as full does
-    # (its one-time rewrite before training is not a per-step cost)
-    penalty = (build_penalty(strategy.penalty, lm, None, typed.seed)
-               if strategy.penalty.kind in (PenaltyKind.l2sp, PenaltyKind.lwf) else None)
+    # L2-SP, EWC (its Fisher, estimated once before training, is not a per-step cost) or LwF (its frozen
+    # starting copy and the teacher forward each step); sdft trains as full does (its one-time rewrite before
+    # training is not a per-step cost either; metrics.json timing has it); replay changes which rows a batch
+    # holds, not its cost, so it is left out
+    penalty = build_penalty(strategy.penalty, lm, suite, typed.seed)
     distill = getattr(penalty, "needs_logits", False)
     params = [p for p in lm.model.parameters() if p.requires_grad]
     optimizer = instantiate(strategy.optim.optimizer)(params, lr=strategy.optim.lr)
@@ -98,11 +98,12 @@ def main() -> None:
     quiet_third_party(False)
     torch.set_num_threads(args.threads)
     cfg, typed = preset("full")
-    data = batches(cfg, args.steps, typed.strategy.optim.batch_size)
+    suite = instantiate(cfg.tasks, cache_dir=None, _convert_="all")
+    data = batches(cfg, suite, args.steps, typed.strategy.optim.batch_size)
     samples: dict[str, list[float]] = {m: [] for m in args.methods}
     for rep in range(args.reps):
         for method in args.methods:
-            samples[method].append(step_time(method, data, args.skip))
+            samples[method].append(step_time(method, data, suite, args.skip))
         print(f"repeat {rep + 1}/{args.reps}: " + ", ".join(f"{m} {v[-1] * 1e3:.1f} ms" for m, v in samples.items()),
               flush=True)
     med = {m: statistics.median(v) for m, v in samples.items()}
