@@ -130,13 +130,15 @@ def _commands_in(text: str, markdown: bool) -> list[str]:
 
 
 def _wrapped_commands(text: str) -> list[str]:
-    """A study script's `run NAME overrides...` lines, where `run() { forgetlab ARGS "$1" "${@:2}" ...}`:
-    the wrapper's own arguments followed by the line's overrides (NAME goes to the wrapper's "$1")."""
-    wrapper = re.search(r'^run\(\) \{ forgetlab ((?:[^\s"]+ )*)\S*"\$1" "\$\{@:2\}"', text, re.MULTILINE)
-    if wrapper is None:
-        return []
-    return [wrapper.group(1) + line.split(maxsplit=2)[2] for line in text.splitlines()
-            if re.match(r"run \S+ \S", line)]
+    """A study script's `NAME SWEEP overrides...` lines, for each wrapper
+    `NAME() { forgetlab ARGS "$1" MORE "${@:2}" ...}`: the wrapper's arguments (SWEEP goes to its "$1")
+    followed by the line's overrides."""
+    found = []
+    for name, before, after in re.findall(
+            r'^(\w+)\(\) \{ forgetlab ((?:[^\s"]+ )*)\S*"\$1" ((?:[^\s"]+ )*)"\$\{@:2\}"', text, re.MULTILINE):
+        found += [before + after + line.split(maxsplit=2)[2] for line in text.splitlines()
+                  if re.match(rf"{name} \S+ \S", line)]
+    return found
 
 
 def documented_commands() -> list[tuple[str, str]]:
