@@ -37,9 +37,22 @@ class InstructionTuner(L.LightningModule):
         self.tokens_seen = 0     # real (non-padding) tokens trained on, over all processes
         self.positions_seen = 0  # tensor positions, padding included: their ratio is the pad fraction
         self.loop_started: float | None = None  # when the training loop began (after any DDP launch)
+        # This step's log row until the loggers have it: Lightning writes it after the step's checkpoint, so a
+        # kill between the two would lose it; the checkpoint carries it and the resumed run writes it.
+        self._pending_row: dict | None = None
+        self._restored_row: dict | None = None
 
     def on_train_start(self) -> None:
         self.loop_started = time.perf_counter()
+        row, self._restored_row = self._restored_row, None
+        if row is not None:
+            for logger in self.trainer.loggers:  # the CSV log (utils/csv_logger.py) adds it if it lacks it
+                restore = getattr(logger, "restore_row", None)
+                if restore is not None:
+                    restore(row["values"], row["step"])
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self._pending_row = None  # the previous step's row has reached the loggers
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         task_id = batch.pop("task_id", None)
@@ -85,6 +98,8 @@ class InstructionTuner(L.LightningModule):
                 if sums[4 + n_tasks + i] > 0:
                     logs[f"train/{self.task_names[i]}/loss"] = (sums[4 + i] / sums[4 + n_tasks + i]).float()
             self.log_dict(logs, on_step=True, on_epoch=False, batch_size=len(ntok))
+            # as Lightning will log it: at this step (optimizer steps done before it), with the epoch
+            self._pending_row = {"step": self.global_step, "epoch": self.current_epoch, "logs": logs}
         return loss
 
     def _loggers_write_now(self) -> bool:
@@ -129,11 +144,16 @@ class InstructionTuner(L.LightningModule):
         checkpoint["tokens_seen"] = self.tokens_seen
         checkpoint["positions_seen"] = self.positions_seen
         checkpoint["truncation"] = self.lm.truncation.state_dict()  # counts of the evaluations done so far
+        if self._pending_row is not None:
+            row = self._pending_row
+            values = {k: float(v) for k, v in row["logs"].items()} | {"epoch": row["epoch"]}
+            checkpoint["pending_log_row"] = {"step": row["step"], "values": values}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.tokens_seen = checkpoint.get("tokens_seen", 0)
         self.positions_seen = checkpoint.get("positions_seen", 0)
         self.lm.truncation.load_state_dict(checkpoint.get("truncation", {}))
+        self._restored_row = checkpoint.get("pending_log_row")
 
     @property
     def pad_fraction(self) -> float:
