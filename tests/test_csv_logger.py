@@ -1,6 +1,6 @@
 """The CSV log across a resume (utils/csv_logger.py): the interrupted attempt's rows stay, its replayed rows
-are replaced (the resumed run writes them again), and a row it computed but never wrote (restored from the checkpoint) is added exactly once.
-The real kill-and-resume runs are in tests/test_interruptions.py (slow)."""
+are replaced (the resumed run writes them again), and a row it computed but never wrote (restored from the
+checkpoint) is added exactly once. The real kill-and-resume runs are in tests/test_interruptions.py (slow)."""
 
 from __future__ import annotations
 
