@@ -96,7 +96,7 @@ def spectral_summary(start: dict[str, torch.Tensor], now: dict[str, torch.Tensor
     rep = spectral_diagnostics({k: start[k] for k in moved}, {k: now[k] for k in moved},
                                k=diagnostics.intruder_k, eps=diagnostics.intruder_eps,
                                max_numel=diagnostics.max_numel, group_fn=group_of)
-    log.info("spectral diagnostics: %d matrices in %.3f s", len(moved), rep.pop("seconds"))
+    log.debug("spectral diagnostics: %d matrices in %.3f s", len(moved), rep.pop("seconds"))
     rep["total"]["unchanged"] = len(keys) - len(moved)
     return rep
 
