@@ -117,6 +117,8 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     shares = ddp["timing"]["scored_examples_per_process"]
     assert len(shares) == 2 and min(shares) > 0, shares
     assert one["timing"]["scored_examples_per_process"] == [sum(shares)]
+    # starting the other process is its own phase, not part of the data preparation
+    assert ddp["timing"]["process_start_s"] > 0 and "process_start_s" not in one["timing"]
     # the predictions files (before, after, selected, repair) hold the rows one process writes
     steps = sorted(p.relative_to(ddp_dir / "predictions") for p in (ddp_dir / "predictions").rglob("*.jsonl"))
     assert steps == sorted(p.relative_to(tmp_path / "one" / "predictions")

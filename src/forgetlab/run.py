@@ -162,6 +162,8 @@ def run_experiment(cfg: DictConfig, wandb: WandbSession | None = None,
     check_trainer(trainer, sweep.is_multirun())
     # The other processes start here (after the base stage, which they load from the cache), so the scores
     # before training are shared between them too.
+    if trainer.world_size > 1:
+        timer.enter("process_start")  # the others' interpreter, imports and model load, and the group's join
     start_processes(trainer)
 
     # Reseed: what follows must not depend on whether the base stage was trained now or loaded from cache.
