@@ -56,9 +56,10 @@ def test_a_row_lost_between_a_checkpoint_and_the_loggers_comes_back_on_resume(tm
                 raise KeyboardInterrupt  # after the step-3 checkpoint, before the step's row is logged
 
     cfg = compose_config(TINY + ["strategy.optim.steps=6", "trainer.log_every_n_steps=1"], tmp_path / "run")
-    optim = validate(cfg).strategy.optim
+    config = validate(cfg)
+    optim = config.strategy.optim
     suite = instantiate(cfg.tasks, _convert_="all")
-    train, _ = build_training_data(validate(cfg).strategy.data, suite, optim.steps * optim.batch_size, seed=0)
+    train, _ = build_training_data(config.strategy.data, suite, optim.steps * optim.batch_size, seed=0)
 
     def run(folder, checkpoint, ckpt_path=None):
         logger = ResumableCSVLogger(folder, name="logs", version="", flush_logs_every_n_steps=1)

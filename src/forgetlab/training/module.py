@@ -40,16 +40,9 @@ class InstructionTuner(L.LightningModule):
         # This step's log row until the loggers have it: Lightning writes it after the step's checkpoint, so a
         # kill between the two would lose it; the checkpoint carries it and the resumed run writes it.
         self._pending_row: dict | None = None
-        self._restored_row: dict | None = None
 
     def on_train_start(self) -> None:
         self.loop_started = time.perf_counter()
-        row, self._restored_row = self._restored_row, None
-        if row is not None:
-            for logger in self.trainer.loggers:  # the CSV log (utils/csv_logger.py) adds it if it lacks it
-                restore = getattr(logger, "restore_row", None)
-                if restore is not None:
-                    restore(row["values"], row["step"])
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self._pending_row = None  # the previous step's row has reached the loggers
@@ -153,7 +146,11 @@ class InstructionTuner(L.LightningModule):
         self.tokens_seen = checkpoint.get("tokens_seen", 0)
         self.positions_seen = checkpoint.get("positions_seen", 0)
         self.lm.truncation.load_state_dict(checkpoint.get("truncation", {}))
-        self._restored_row = checkpoint.get("pending_log_row")
+        row = checkpoint.get("pending_log_row")
+        for logger in self.trainer.loggers if row else ():  # the CSV log (utils/csv_logger.py) adds it if missing
+            restore = getattr(logger, "restore_row", None)
+            if restore is not None:
+                restore(row["values"], row["step"])
 
     @property
     def pad_fraction(self) -> float:
